@@ -1,0 +1,76 @@
+"""Per-cell balance weights between the two training phases (DESIGN.md §2.8).
+
+Each section's embedding is clustered (Leiden); cluster centroids are compared across sections by
+cosine similarity after removing the pooled mean (otherwise every centroid shares the same offset
+and looks similar). A cluster whose best counterpart in any other section is dissimilar is a cell
+population unique to its section: its cells get a low weight so the discriminators do not force
+it onto another section's cell types.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_CLUSTER_CELLS = 50_000
+"""Cells per section used to find clusters; the rest join their nearest centroid."""
+
+
+def leiden_labels(emb: np.ndarray, resolution: float, seed: int, n_neighbors: int = 15) -> np.ndarray:
+    import anndata as ad
+    import scanpy as sc
+
+    a = ad.AnnData(np.asarray(emb, dtype=np.float32))
+    sc.pp.neighbors(a, use_rep="X", n_neighbors=min(n_neighbors, max(a.n_obs - 1, 2)), random_state=seed)
+    sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2,
+                 directed=False)
+    return a.obs["leiden"].astype(int).to_numpy()
+
+
+def _cluster(emb: np.ndarray, resolution: float, seed: int) -> np.ndarray:
+    n = emb.shape[0]
+    if n <= MAX_CLUSTER_CELLS:
+        return leiden_labels(emb, resolution, seed)
+    rng = np.random.default_rng(seed)
+    sub = rng.choice(n, MAX_CLUSTER_CELLS, replace=False)
+    lab_sub = leiden_labels(emb[sub], resolution, seed)
+    cents = np.stack([emb[sub][lab_sub == c].mean(0) for c in range(lab_sub.max() + 1)])
+    labels = np.empty(n, dtype=int)
+    for start in range(0, n, 100_000):
+        chunk = emb[start:start + 100_000]
+        d = ((chunk[:, None, :] - cents[None]) ** 2).sum(-1)
+        labels[start:start + 100_000] = d.argmin(1)
+    return labels
+
+
+def cluster_similarity(embeddings: list[np.ndarray], labels: list[np.ndarray]) -> list[np.ndarray]:
+    """For each section, each cluster's best cosine similarity to a cluster of another section."""
+    center = np.concatenate(embeddings).mean(0)
+    cents = []
+    for emb, lab in zip(embeddings, labels):
+        c = np.stack([emb[lab == k].mean(0) for k in range(lab.max() + 1)]) - center
+        cents.append(c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12))
+    best = []
+    for v, c in enumerate(cents):
+        others = [o for u, o in enumerate(cents) if u != v]
+        if not others:
+            best.append(np.ones(len(c)))
+            continue
+        best.append((c @ np.concatenate(others).T).max(1))
+    return best
+
+
+def balance_weights(embeddings: list[np.ndarray], *, resolution: float = 1.0, low: float = 0.5,
+                    high: float = 0.8, floor: float = 0.05, seed: int = 0) -> tuple[list[np.ndarray], dict]:
+    """Per-cell weights (mean 1 within each section) and a summary of what was down-weighted."""
+    labels = [_cluster(e, resolution, seed) for e in embeddings]
+    sims = cluster_similarity(embeddings, labels)
+    weights, summary = [], {"n_clusters": [], "n_downweighted_clusters": [], "downweighted_cell_fraction": []}
+    for lab, s in zip(labels, sims):
+        w_cluster = floor + (1 - floor) * np.clip((s - low) / (high - low), 0.0, 1.0)
+        w = w_cluster[lab]
+        w = w / w.mean()
+        weights.append(w.astype(np.float32))
+        summary["n_clusters"].append(int(len(s)))
+        summary["n_downweighted_clusters"].append(int((s < high).sum()))
+        summary["downweighted_cell_fraction"].append(float((s[lab] < high).mean()))
+    return weights, summary

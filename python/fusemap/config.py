@@ -1,0 +1,223 @@
+"""Typed, immutable configuration. Every run is described by one :class:`FuseMapConfig`.
+
+Flat keyword overrides (``integrate(..., n_latent=32, max_epochs=50)``) are routed to the
+sub-configuration that owns the field; field names are unique across sub-configurations so the
+routing is unambiguous.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from .errors import FuseMapInputError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How raw input becomes the model's input (DESIGN.md §2.1)."""
+
+    layer: str | None = None
+    """Layer holding the counts; ``None`` reads ``X``."""
+    normalized: bool = False
+    """Input is already library-size normalised and log1p-transformed (not centred)."""
+    target_sum: float | None = None
+    """Library size after normalisation; ``None`` uses each section's median library size."""
+    clip: float = 10.0
+    """Upper clip of the per-gene scaled values."""
+    gene_case: Literal["ignore", "exact"] = "ignore"
+    """Match gene symbols across sections ignoring case ('Gad1' == 'GAD1') or exactly."""
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Spatial neighbourhood graph per section, built with squidpy."""
+
+    method: Literal["delaunay", "knn", "radius"] = "delaunay"
+    n_neighbors: int = 8
+    """Neighbours per cell for ``method='knn'``."""
+    radius: float | None = None
+    """Radius in coordinate units for ``method='radius'``."""
+    max_edge_length: float | None = None
+    """Drop edges longer than this (coordinate units), e.g. Delaunay edges across tissue gaps."""
+    rebuild: bool = False
+    """Rebuild the graph even when squidpy's keys already hold one."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture (DESIGN.md §2.3-2.6)."""
+
+    n_latent: int = 64
+    n_hidden: int = 512
+    n_hidden_layers: int = 2
+    dropout: float = 0.2
+    normalization: Literal["batch", "layer", "none"] = "layer"
+    """Normalisation in the encoders' hidden layers. Batch statistics computed per section let each
+    section's batches carry a signature the discriminators exploit, which stalls alignment; layer
+    normalisation works per cell and has no such side channel."""
+    spatial_mode: Literal["aggregate", "gcn"] = "aggregate"
+    """'aggregate': parameter-free graph convolution Z_T = Â Z_c and decoding through a second
+    aggregation; 'gcn': trainable graph convolution layers with a symmetric graph decoder."""
+    gcn_layers: int = 1
+    """Trainable layers in the graph encoder (and decoder) when ``spatial_mode='gcn'``."""
+    n_disc_hidden: int = 256
+    variational: bool = True
+    """Reconstruct from a reparameterised sample of q(z|x) during training, so the KL term makes
+    the cell embedding a proper variational posterior mean; ``False`` reconstructs from the mean
+    and the KL term only shrinks the embedding towards the origin."""
+    section_gene_bias: bool = True
+    """Learn a per-section offset for each gene in the decoder (technology-specific detection)."""
+    cell_recon_weight: float = 1.0
+    """Weight of an extra reconstruction of each cell from its own (unsmoothed) embedding."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, phases, early stopping, balance weights (DESIGN.md §2.7-2.8)."""
+
+    max_epochs: int = 300
+    """Maximum epochs of each of the two training phases."""
+    batch_size: int = 256
+    """Seed cells per section per step (their graph neighbours come along)."""
+    lr: float = 1e-3
+    disc_lr: float = 1e-4
+    """Discriminators learn ten times slower than the encoders: a fast discriminator makes the
+    min-max oscillate (sections swap places instead of mixing)."""
+    weight_decay: float = 0.0
+    val_fraction: float = 0.15
+    patience: int = 20
+    """Epochs without improvement of the validation loss before a phase stops."""
+    min_delta: float = 1e-3
+    """Relative improvement of the validation loss that counts as improvement."""
+    restore_best: bool = True
+    """At the end of a phase, go back to the weights of its best validation epoch."""
+    adversarial: bool = True
+    adversarial_loss: Literal["confusion", "reverse"] = "confusion"
+    """'confusion': encoders push the discriminator towards a uniform guess (bounded below);
+    'reverse': encoders maximise the discriminator's cross-entropy (the paper's min-max)."""
+    adv_ratio: float = 0.5
+    """λ_dis is set so the adversarial term starts at this fraction of the reconstruction term."""
+    kl_weight: float = 1.0
+    balance: bool = True
+    """Compute per-cell balance weights after phase 1 and use them in phase 2."""
+    balance_resolution: float = 1.0
+    balance_low: float = 0.5
+    """Cosine similarity to the best counterpart cluster below which a cluster gets the floor weight."""
+    balance_high: float = 0.8
+    """Similarity above which a cluster gets full weight (linear in between)."""
+    balance_floor: float = 0.05
+    seed: int = 0
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
+    progress: bool | None = None
+    """Progress bar: ``None`` shows it only on a terminal."""
+    num_workers: int = 0
+    """Background threads preparing minibatches (0: prepare in the training thread)."""
+
+
+_SUBCONFIGS = {
+    "preprocess": PreprocessConfig,
+    "graph": GraphConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+}
+
+
+@dataclass(frozen=True)
+class FuseMapConfig:
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in _SUBCONFIGS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, dict[str, Any]]) -> "FuseMapConfig":
+        parts = {}
+        for name, sub in _SUBCONFIGS.items():
+            given = dict(d.get(name, {}))
+            known = {f.name for f in fields(sub)}
+            unknown = set(given) - known
+            if unknown:
+                raise FuseMapInputError(
+                    f"config[{name!r}] has unknown field(s) {sorted(unknown)}; known fields are "
+                    f"{sorted(known)}. Was the model saved by a newer fusemap?"
+                )
+            parts[name] = sub(**given)
+        return cls(**parts)
+
+    def with_overrides(self, **overrides: Any) -> "FuseMapConfig":
+        """Return a copy with flat keyword overrides routed to their sub-configuration."""
+        if not overrides:
+            return self
+        owner = {f.name: name for name, sub in _SUBCONFIGS.items() for f in fields(sub)}
+        grouped: dict[str, dict[str, Any]] = {}
+        for key, value in overrides.items():
+            if key not in owner:
+                raise FuseMapInputError(
+                    f"unknown option {key!r}. Valid options: {sorted(owner)}."
+                )
+            grouped.setdefault(owner[key], {})[key] = value
+        parts = {name: replace(getattr(self, name), **grouped.get(name, {})) for name in _SUBCONFIGS}
+        out = FuseMapConfig(**parts)
+        out.check()
+        return out
+
+    def check(self) -> None:
+        """Reject values that cannot work, naming the option and the allowed range."""
+        p, g, m, t = self.preprocess, self.graph, self.model, self.train
+        rules = [
+            (p.gene_case in ("ignore", "exact"), "gene_case", p.gene_case, "'ignore' or 'exact'"),
+            (p.clip > 0, "clip", p.clip, "a positive number"),
+            (p.target_sum is None or p.target_sum > 0, "target_sum", p.target_sum, "None or > 0"),
+            (g.method in ("delaunay", "knn", "radius"), "method", g.method, "'delaunay', 'knn' or 'radius'"),
+            (g.n_neighbors >= 1, "n_neighbors", g.n_neighbors, "an integer >= 1"),
+            (g.method != "radius" or (g.radius is not None and g.radius > 0), "radius", g.radius,
+             "a positive number when method='radius'"),
+            (g.max_edge_length is None or g.max_edge_length > 0, "max_edge_length", g.max_edge_length, "None or > 0"),
+            (m.n_latent >= 2, "n_latent", m.n_latent, "an integer >= 2"),
+            (m.n_hidden >= 1, "n_hidden", m.n_hidden, "an integer >= 1"),
+            (m.n_hidden_layers >= 1, "n_hidden_layers", m.n_hidden_layers, "an integer >= 1"),
+            (0 <= m.dropout < 1, "dropout", m.dropout, "a number in [0, 1)"),
+            (m.normalization in ("batch", "layer", "none"), "normalization", m.normalization,
+             "'batch', 'layer' or 'none'"),
+            (m.spatial_mode in ("aggregate", "gcn"), "spatial_mode", m.spatial_mode, "'aggregate' or 'gcn'"),
+            (m.gcn_layers >= 1, "gcn_layers", m.gcn_layers, "an integer >= 1"),
+            (m.cell_recon_weight >= 0, "cell_recon_weight", m.cell_recon_weight, "a number >= 0"),
+            (t.max_epochs >= 1, "max_epochs", t.max_epochs, "an integer >= 1"),
+            (t.batch_size >= 2, "batch_size", t.batch_size, "an integer >= 2"),
+            (t.lr > 0 and t.disc_lr > 0, "lr/disc_lr", (t.lr, t.disc_lr), "positive numbers"),
+            (0 < t.val_fraction < 0.5, "val_fraction", t.val_fraction, "a number in (0, 0.5)"),
+            (t.patience >= 1, "patience", t.patience, "an integer >= 1"),
+            (t.adversarial_loss in ("confusion", "reverse"), "adversarial_loss", t.adversarial_loss,
+             "'confusion' or 'reverse'"),
+            (t.adv_ratio >= 0, "adv_ratio", t.adv_ratio, "a number >= 0"),
+            (0 <= t.balance_floor <= 1, "balance_floor", t.balance_floor, "a number in [0, 1]"),
+            (t.balance_low < t.balance_high, "balance_low/balance_high", (t.balance_low, t.balance_high),
+             "balance_low < balance_high"),
+            (t.num_workers >= 0, "num_workers", t.num_workers, "an integer >= 0"),
+        ]
+        for ok, name, value, allowed in rules:
+            if not ok:
+                raise FuseMapInputError(f"option {name}={value!r} is invalid; use {allowed}.")
+
+
+def make_config(config: FuseMapConfig | dict | None = None, **overrides: Any) -> FuseMapConfig:
+    """Accept a config object, a nested dict (as saved in config.json) or nothing, plus overrides."""
+    if config is None:
+        base = FuseMapConfig()
+    elif isinstance(config, FuseMapConfig):
+        base = config
+    elif isinstance(config, dict):
+        base = FuseMapConfig.from_dict(config)
+    else:
+        raise FuseMapInputError(
+            f"config must be a FuseMapConfig, a dict or None; found {type(config).__name__}."
+        )
+    out = base.with_overrides(**overrides)
+    out.check()
+    return out

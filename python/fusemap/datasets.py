@@ -1,0 +1,168 @@
+"""Data for tests, demos and tutorials: a simulator of multi-section data with different panels,
+mosaic panels cut from full panels (masked genes become imputation truth), and loaders for the
+shared real data folder (``FUSEMAP_DATA_DIR``, default ``../shared/data``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ._constants import DATA_DIR_ENV, DEFAULT_DATA_DIR, SECTION_COLUMN, SPATIAL_KEY
+
+STARMAP_MPFC = ("starmap_mpfc_BZ5", "starmap_mpfc_BZ9", "starmap_mpfc_BZ14")
+
+
+# -- simulation -------------------------------------------------------------------------------------
+def simulate(n_sections: int = 3, n_cells: int | Sequence[int] = 1000, n_genes: int = 150,
+             n_cell_types: int = 8, n_regions: int = 4, panel_size: int | None = None,
+             n_shared: int | None = None, section_effect: float = 0.5, library_size: float = 200.0,
+             dispersion: float = 5.0, missing_types: dict[int, Sequence[int]] | None = None,
+             seed: int = 0) -> list[ad.AnnData]:
+    """Simulate tissue sections with layered regions, region-dependent cell types and section effects.
+
+    Each section is a 1000 x 1000 µm square of cells; regions are wavy horizontal layers
+    (``obs['region']``), each favouring a few cell types (``obs['cell_type']``). Counts are negative
+    binomial around type profiles (each type has its own marker genes) times a per-section,
+    per-gene capture efficiency (log-normal with sd ``section_effect``) and a per-section library
+    size. With ``panel_size``, each section keeps a different panel: ``n_shared`` genes measured
+    everywhere plus section-specific genes (see :func:`mosaic_panels`); the full matrices are in
+    ``simulate(..., panel_size=None)`` with the same seed. ``missing_types`` maps a section index to
+    cell types absent from it (their cells are given another type), to test unbalanced composition.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [n_cells] * n_sections if np.isscalar(n_cells) else list(n_cells)
+    if len(sizes) != n_sections:
+        raise ValueError(f"n_cells has {len(sizes)} entries for n_sections={n_sections}")
+    genes = [f"Gene{i:04d}" for i in range(n_genes)]
+    types = [f"T{i}" for i in range(n_cell_types)]
+    regions = [f"R{i}" for i in range(n_regions)]
+    # type profiles: shared baseline plus markers
+    base = rng.lognormal(mean=-0.5, sigma=1.0, size=n_genes)
+    profiles = np.tile(base, (n_cell_types, 1))
+    n_markers = max(3, n_genes // (2 * n_cell_types))
+    for t in range(n_cell_types):
+        markers = rng.choice(n_genes, n_markers, replace=False)
+        profiles[t, markers] *= rng.uniform(4, 10, n_markers)
+    profiles /= profiles.sum(1, keepdims=True)
+    # region composition: each region prefers ~2 types
+    comp = np.full((n_regions, n_cell_types), 0.2)
+    for r in range(n_regions):
+        comp[r, rng.choice(n_cell_types, min(2, n_cell_types), replace=False)] += 3.0
+        comp[r, r % n_cell_types] += 2.0
+    comp /= comp.sum(1, keepdims=True)
+    # a small niche effect: genes that rise in each region whatever the cell type
+    niche = np.ones((n_regions, n_genes))
+    for r in range(n_regions):
+        niche[r, rng.choice(n_genes, max(2, n_genes // 30), replace=False)] = 2.0
+
+    out = []
+    for v, n in enumerate(sizes):
+        xy = rng.uniform(0, 1000, size=(n, 2))
+        phase = rng.uniform(0, 2 * np.pi)
+        depth = xy[:, 1] + 40 * np.sin(xy[:, 0] / 150 + phase)
+        reg = np.clip((depth / (1000 / n_regions)).astype(int), 0, n_regions - 1)
+        ct = np.array([rng.choice(n_cell_types, p=comp[r]) for r in reg])
+        if missing_types and v in missing_types:
+            absent = np.asarray(missing_types[v])
+            present = np.setdiff1d(np.arange(n_cell_types), absent)
+            hit = np.isin(ct, absent)
+            ct[hit] = rng.choice(present, int(hit.sum()))
+        efficiency = rng.lognormal(0.0, section_effect, size=n_genes)
+        lib = library_size * rng.uniform(0.5, 2.0) * rng.lognormal(0, 0.3, size=n)
+        mu = profiles[ct] * niche[reg] * efficiency[None, :]
+        mu = mu / mu.sum(1, keepdims=True) * lib[:, None]
+        counts = rng.negative_binomial(dispersion, dispersion / (dispersion + mu)).astype(np.float32)
+        name = f"sim_section_{v}"
+        a = ad.AnnData(
+            sp.csr_matrix(counts),
+            obs=pd.DataFrame({
+                "cell_type": pd.Categorical([types[i] for i in ct], categories=types),
+                "region": pd.Categorical([regions[i] for i in reg], categories=regions),
+                SECTION_COLUMN: name,
+            }, index=[f"{name}_cell{i}" for i in range(n)]),
+            var=pd.DataFrame(index=genes),
+        )
+        a.obsm[SPATIAL_KEY] = xy.astype(np.float32)
+        a.uns["simulation"] = {"seed": seed, "section_effect": section_effect, "section": v}
+        out.append(a)
+    if panel_size is not None:
+        out = mosaic_panels(out, n_shared=n_shared if n_shared is not None else panel_size // 3,
+                            n_per_section=panel_size, seed=seed)
+    return out
+
+
+def mosaic_panels(sections: Sequence[ad.AnnData], n_shared: int, n_per_section: int,
+                  seed: int = 0) -> list[ad.AnnData]:
+    """Give each section a different gene subset of a common panel.
+
+    ``n_shared`` genes (random, fixed by ``seed``) are kept in every section; the remaining genes are
+    laid on a circle and section ``i`` keeps ``n_per_section - n_shared`` consecutive ones starting
+    at ``i/V`` of the way round, so consecutive sections overlap and every gene is measured
+    somewhere when ``V * (n_per_section - n_shared) >= n_genes - n_shared``. The genes each section
+    lost are listed in ``uns['masked_genes']``; they were measured, so they are ground truth.
+    """
+    common = list(sections[0].var_names)
+    for a in sections[1:]:
+        common = [g for g in common if g in set(a.var_names)]
+    if not (0 <= n_shared <= n_per_section <= len(common)):
+        raise ValueError(
+            f"need 0 <= n_shared ({n_shared}) <= n_per_section ({n_per_section}) <= genes common to "
+            f"all sections ({len(common)})"
+        )
+    rng = np.random.default_rng(seed)
+    perm = [common[i] for i in rng.permutation(len(common))]
+    shared, rest = perm[:n_shared], perm[n_shared:]
+    extra = n_per_section - n_shared
+    out = []
+    V = len(sections)
+    for i, a in enumerate(sections):
+        start = int(round(i * len(rest) / V))
+        own = [rest[(start + j) % len(rest)] for j in range(extra)] if rest else []
+        keep = set(shared) | set(own)
+        cols = [g for g in a.var_names if g in keep]
+        b = a[:, cols].copy()
+        b.uns["masked_genes"] = [g for g in common if g not in keep]
+        b.uns["shared_genes"] = list(shared)
+        out.append(b)
+    return out
+
+
+# -- shared real data -------------------------------------------------------------------------------
+def data_dir() -> Path:
+    """The shared data folder: ``$FUSEMAP_DATA_DIR``, else ``../shared/data``."""
+    return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR))
+
+
+def has_data(names: Sequence[str] = STARMAP_MPFC) -> bool:
+    d = data_dir()
+    return all((d / f"{n}.h5ad").exists() for n in names)
+
+
+def load(name: str) -> ad.AnnData:
+    """Read ``<name>.h5ad`` from the shared data folder (clear error if it is not there)."""
+    path = data_dir() / f"{name}.h5ad"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{str(path)!r} not found. Set {DATA_DIR_ENV} to the folder holding the shared data "
+            f"(default {DEFAULT_DATA_DIR!r} relative to the working directory)."
+        )
+    return ad.read_h5ad(path)
+
+
+def starmap_mpfc() -> list[ad.AnnData]:
+    """The three STARmap mPFC sections (BZ5, BZ9, BZ14; same 166-gene panel, cell types and layers)."""
+    return [load(n) for n in STARMAP_MPFC]
+
+
+def starmap_mosaic(n_shared: int = 40, n_per_section: int = 100, seed: int = 0
+                   ) -> tuple[list[ad.AnnData], list[ad.AnnData]]:
+    """STARmap mPFC with a different gene subset per section: (masked sections, full sections)."""
+    full = starmap_mpfc()
+    return mosaic_panels(full, n_shared, n_per_section, seed), full

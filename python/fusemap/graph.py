@@ -1,0 +1,121 @@
+"""Spatial neighbourhood graphs (built with squidpy, stored in its keys) and GCN normalisation.
+
+Keys: the connectivity matrix lives in ``obsp['spatial_connectivities']``, edge lengths in
+``obsp['spatial_distances']`` and squidpy's parameters in ``uns['spatial_neighbors']``; fusemap adds
+the method it used under ``uns['spatial_neighbors']['params']['fusemap_method']``. A graph already
+stored under these keys is reused (``GraphConfig.rebuild=True`` forces a new one).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._constants import GRAPH_CONNECTIVITIES, GRAPH_DISTANCES, GRAPH_UNS, SPATIAL_KEY
+from .config import GraphConfig
+
+log = logging.getLogger("fusemap")
+
+
+def build_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY,
+                library_key: str | None = None) -> None:
+    """Build the spatial graph with squidpy and store it in squidpy's keys of ``adata``."""
+    common = {"spatial_key": spatial_key, "library_key": library_key, "key_added": "spatial"}
+    quiet = logging.getLogger("spatialdata")  # squidpy logs each graph build at INFO through it
+    level = quiet.level
+    if not log.isEnabledFor(logging.INFO):
+        quiet.setLevel(logging.WARNING)
+    try:
+        _squidpy_build(adata, cfg, common)
+    finally:
+        quiet.setLevel(level)
+    params = adata.uns.setdefault(GRAPH_UNS, {}).setdefault("params", {})
+    params["fusemap_method"] = cfg.method
+    if cfg.method == "knn":
+        params["n_neighbors"] = int(cfg.n_neighbors)
+
+
+def _squidpy_build(adata, cfg: GraphConfig, common: dict) -> None:
+    import squidpy as sq
+
+    if hasattr(sq.gr, "spatial_neighbors_delaunay"):  # squidpy >= 1.8 has one builder per method
+        if cfg.method == "delaunay":
+            sq.gr.spatial_neighbors_delaunay(adata, **common)
+        elif cfg.method == "knn":
+            sq.gr.spatial_neighbors_knn(adata, n_neighs=int(cfg.n_neighbors), **common)
+        else:
+            sq.gr.spatial_neighbors_radius(adata, radius=float(cfg.radius), **common)
+    else:
+        kwargs = ({"delaunay": True} if cfg.method == "delaunay" else
+                  {"n_neighs": int(cfg.n_neighbors)} if cfg.method == "knn" else {"radius": float(cfg.radius)})
+        sq.gr.spatial_neighbors(adata, coord_type="generic", **common, **kwargs)
+
+
+def has_graph(adata) -> bool:
+    return GRAPH_CONNECTIVITIES in adata.obsp
+
+
+def ensure_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY,
+                 library_key: str | None = None) -> bool:
+    """Make sure ``adata`` holds a spatial graph; returns True when one was built."""
+    if has_graph(adata) and not cfg.rebuild:
+        log.info("reusing the spatial graph in obsp[%r]", GRAPH_CONNECTIVITIES)
+        return False
+    build_graph(adata, cfg, spatial_key=spatial_key, library_key=library_key)
+    return True
+
+
+def adjacency(connectivities, coords: np.ndarray, max_edge_length: float | None = None) -> sp.csr_matrix:
+    """Binary, symmetric adjacency without self-loops; edges longer than ``max_edge_length`` dropped."""
+    a = sp.csr_matrix(connectivities, dtype=np.float64, copy=True)
+    a = a.maximum(a.T).tocsr()
+    a.setdiag(0)
+    a.eliminate_zeros()
+    a.data[:] = 1.0
+    if max_edge_length is not None and a.nnz:
+        coo = a.tocoo()
+        length = np.linalg.norm(coords[coo.row] - coords[coo.col], axis=1)
+        keep = length <= max_edge_length
+        a = sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=a.shape)
+    a.sort_indices()
+    return a
+
+
+def gcn_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
+    """Â = D^-1/2 (A + I) D^-1/2 with D the degree of A + I (symmetric normalisation)."""
+    n = adj.shape[0]
+    a = sp.csr_matrix(adj, dtype=np.float64) + sp.identity(n, format="csr")
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    d = 1.0 / np.sqrt(deg)
+    out = sp.csr_matrix(sp.diags(d) @ a @ sp.diags(d), dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
+def section_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY) -> sp.csr_matrix:
+    """Normalised adjacency Â of one section, building and storing the squidpy graph if needed."""
+    ensure_graph(adata, cfg, spatial_key=spatial_key)
+    coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
+    return gcn_normalize(adjacency(adata.obsp[GRAPH_CONNECTIVITIES], coords, cfg.max_edge_length))
+
+
+def graph_summary(a_hat: sp.csr_matrix) -> dict:
+    deg = np.diff(a_hat.indptr) - 1  # minus the self-loop
+    return {
+        "n_edges": int(deg.sum() // 2),
+        "mean_degree": float(deg.mean()) if deg.size else 0.0,
+        "isolated_cells": int((deg == 0).sum()),
+    }
+
+
+__all__ = [
+    "GRAPH_CONNECTIVITIES",
+    "GRAPH_DISTANCES",
+    "adjacency",
+    "build_graph",
+    "ensure_graph",
+    "gcn_normalize",
+    "section_graph",
+]

@@ -1,0 +1,238 @@
+"""Tensor-only part of FuseMap: networks, forward pass and losses (no data handling, no loop).
+
+Shapes: ``k`` latent size, ``G`` vocabulary size, ``g_v`` panel size of section ``v``. The gene
+embedding is stored as ``E`` (k x G); section ``v`` is decoded with the columns of its panel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+LOGVAR_RANGE = (-10.0, 10.0)
+
+
+class Encoder(nn.Module):
+    """Per-section MLP: panel genes -> (mean, log-variance) of a k-dimensional Gaussian."""
+
+    def __init__(self, n_in: int, cfg: ModelConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_in
+        for _ in range(cfg.n_hidden_layers):
+            norm = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(cfg.normalization)
+            layers += [nn.Linear(width, cfg.n_hidden)]
+            layers += [norm(cfg.n_hidden)] if norm is not None else []
+            layers += [nn.LeakyReLU(0.2), nn.Dropout(cfg.dropout)]
+            width = cfg.n_hidden
+        self.body = nn.Sequential(*layers)
+        self.mean = nn.Linear(width, cfg.n_latent)
+        self.logvar = nn.Linear(width, cfg.n_latent)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.mean(h), self.logvar(h).clamp(*LOGVAR_RANGE)
+
+
+class GraphLayer(nn.Module):
+    """One trainable graph convolution Â (h W) + b, initialised at W = I, b = 0 (pure aggregation)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.eye(k))
+        self.bias = nn.Parameter(torch.zeros(k))
+
+    def forward(self, adj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return adj @ (h @ self.weight) + self.bias
+
+
+class GraphAutoencoder(nn.Module):
+    """Trainable graph encoder Z_c -> Z_T and a symmetric decoder Z_T -> smoothed Z_c."""
+
+    def __init__(self, k: int, n_layers: int):
+        super().__init__()
+        self.enc = nn.ModuleList(GraphLayer(k) for _ in range(n_layers))
+        self.dec = nn.ModuleList(GraphLayer(k) for _ in range(n_layers))
+
+    @staticmethod
+    def _run(layers: nn.ModuleList, adjs: Sequence[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        for i, (layer, adj) in enumerate(zip(layers, adjs)):
+            h = layer(adj, h)
+            if i < len(layers) - 1:
+                h = F.leaky_relu(h, 0.2)
+        return h
+
+    def encode(self, adjs, h):
+        return self._run(self.enc, adjs, h)
+
+    def decode(self, adjs, h):
+        return self._run(self.dec, adjs, h)
+
+
+class Discriminator(nn.Module):
+    """MLP k -> 256 -> 256 -> V predicting each cell's section (returns logits)."""
+
+    def __init__(self, k: int, n_hidden: int, n_classes: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(k, n_hidden), nn.LeakyReLU(0.2),
+            nn.Linear(n_hidden, n_hidden), nn.LeakyReLU(0.2),
+            nn.Linear(n_hidden, n_classes),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+@dataclass
+class Losses:
+    """Loss components of one step (tensors, so the loop can back-propagate and log them)."""
+
+    recon: torch.Tensor
+    kl: torch.Tensor
+    cell_recon: torch.Tensor
+
+    def autoencoder(self, kl_weight: float, cell_recon_weight: float) -> torch.Tensor:
+        return self.recon + kl_weight * self.kl + cell_recon_weight * self.cell_recon
+
+
+@dataclass
+class Forward:
+    z_cell: torch.Tensor  # seeds of all sections, concatenated (posterior means)
+    z_spatial: torch.Tensor
+    sections: torch.Tensor  # section index of each seed
+    losses: Losses
+
+
+class FuseMapModule(nn.Module):
+    """Per-section encoders (and graph autoencoders), shared gene embedding, two discriminators."""
+
+    def __init__(self, panels: Sequence[Sequence[int]], n_genes: int, n_disc_classes: int,
+                 cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoders = nn.ModuleList(Encoder(len(p), cfg) for p in panels)
+        self.graph_aes = nn.ModuleList(
+            GraphAutoencoder(cfg.n_latent, cfg.gcn_layers) for _ in panels
+        ) if cfg.spatial_mode == "gcn" else None
+        e = torch.empty(cfg.n_latent, n_genes)
+        nn.init.xavier_uniform_(e)
+        # a list of column blocks, so that a query mapping can append new genes next to frozen ones
+        self.gene_embedding = nn.ParameterList([nn.Parameter(e)])
+        self.panels = [torch.as_tensor(p, dtype=torch.long) for p in panels]
+        # per-section gene offsets absorb technology-specific detection efficiency, which otherwise
+        # can only be expressed by shifting a whole section in the latent space
+        self.gene_bias = nn.ParameterList(
+            nn.Parameter(torch.zeros(len(p))) for p in panels) if cfg.section_gene_bias else None
+        self.disc_cell = Discriminator(cfg.n_latent, cfg.n_disc_hidden, max(n_disc_classes, 1))
+        self.disc_spatial = Discriminator(cfg.n_latent, cfg.n_disc_hidden, max(n_disc_classes, 1))
+
+    # -- structure ---------------------------------------------------------------------------
+    @property
+    def hops(self) -> int:
+        """Graph hops between a seed's loss and the cells it depends on."""
+        return 2 * (self.cfg.gcn_layers if self.cfg.spatial_mode == "gcn" else 1)
+
+    @property
+    def n_enc_hops(self) -> int:
+        return self.hops // 2
+
+    def gene_matrix(self) -> torch.Tensor:
+        """E (k x G) over the whole vocabulary."""
+        parts = list(self.gene_embedding)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def generator_parameters(self):
+        for name, p in self.named_parameters():
+            if not name.startswith("disc_"):
+                yield p
+
+    def discriminator_parameters(self):
+        return list(self.disc_cell.parameters()) + list(self.disc_spatial.parameters())
+
+    # -- pieces of the forward pass -------------------------------------------------------------
+    def spatial_encode(self, section: int, adjs: Sequence[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        if self.graph_aes is None:
+            return adjs[0] @ z
+        return self.graph_aes[section].encode(adjs, z)
+
+    def spatial_decode(self, section: int, adjs: Sequence[torch.Tensor], zt: torch.Tensor) -> torch.Tensor:
+        if self.graph_aes is None:
+            return adjs[0] @ zt
+        return self.graph_aes[section].decode(adjs, zt)
+
+    def decode_genes(self, h: torch.Tensor, genes: torch.Tensor, E: torch.Tensor | None = None,
+                     bias: torch.Tensor | None = None) -> torch.Tensor:
+        """ReLU(h E[:, genes] + bias): expression of ``genes`` from (smoothed) embeddings ``h``."""
+        E = self.gene_matrix() if E is None else E
+        out = h @ E[:, genes]
+        return F.relu(out if bias is None else out + bias)
+
+    def section_bias(self, section: int) -> torch.Tensor | None:
+        return None if self.gene_bias is None else self.gene_bias[section]
+
+    # -- training forward ----------------------------------------------------------------------
+    def forward(self, blocks, sample: bool) -> Forward:
+        E = self.gene_matrix()
+        L = self.n_enc_hops
+        zc, zt, secs, recon, kl, cell_recon = [], [], [], [], [], []
+        for b in blocks:
+            v = b.section
+            genes = self.panels[v].to(E.device)
+            mu, logvar = self.encoders[v](b.x)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+            zt_path = self.spatial_encode(v, b.adjs[:L], z)
+            h = self.spatial_decode(v, b.adjs[L:], zt_path)
+            x_seed = b.x[: b.n_seeds]
+            bias = self.section_bias(v)
+            recon.append(F.mse_loss(self.decode_genes(h, genes, E, bias), x_seed))
+            if self.cfg.cell_recon_weight > 0:
+                cell_recon.append(F.mse_loss(self.decode_genes(z[: b.n_seeds], genes, E, bias), x_seed))
+            kl_cell = -0.5 * (1 + logvar[: b.n_seeds] - mu[: b.n_seeds] ** 2 - logvar[: b.n_seeds].exp()).sum(1)
+            kl.append(kl_cell.mean() / len(genes))
+            zt_mean = self.spatial_encode(v, b.adjs[:L], mu) if sample else zt_path
+            zc.append(mu[: b.n_seeds])
+            zt.append(zt_mean[: b.n_seeds])
+            secs.append(torch.full((b.n_seeds,), v, dtype=torch.long, device=mu.device))
+        zero = torch.zeros((), device=E.device)
+        losses = Losses(
+            recon=torch.stack(recon).mean(),
+            kl=torch.stack(kl).mean(),
+            cell_recon=torch.stack(cell_recon).mean() if cell_recon else zero,
+        )
+        return Forward(torch.cat(zc), torch.cat(zt), torch.cat(secs), losses)
+
+
+# -- adversarial losses ---------------------------------------------------------------------------
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
+def discriminator_loss(logits: torch.Tensor, sections: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of section predictions, computed from logits (softmax happens once, inside)."""
+    return _weighted_mean(F.cross_entropy(logits, sections, reduction="none"), weights)
+
+
+def adversarial_loss(logits: torch.Tensor, sections: torch.Tensor, kind: str,
+                     weights: torch.Tensor | None = None) -> torch.Tensor:
+    """What the encoders minimise to fool a discriminator.
+
+    'confusion': cross-entropy against the uniform distribution over sections (minimum log V when
+    the discriminator cannot tell sections apart); 'reverse': minus the discriminator's loss.
+    """
+    if kind == "confusion":
+        per_cell = -F.log_softmax(logits, dim=1).mean(dim=1)
+    elif kind == "reverse":
+        per_cell = -F.cross_entropy(logits, sections, reduction="none")
+    else:  # pragma: no cover - config.check rejects it
+        raise ValueError(kind)
+    return _weighted_mean(per_cell, weights)

@@ -1,0 +1,267 @@
+"""The training loop: calibration, phase 1, balance weights, phase 2, early stopping, checkpoints.
+
+The loop owns optimisers and counters; the networks and losses live in :mod:`fusemap.module`.
+A checkpoint written after every epoch holds weights, both optimisers, the counters, the early
+stopping state, the best weights so far, the balance weights and the random states, so an
+interrupted run resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._constants import CHECKPOINT_FILE
+from .balance import balance_weights
+from .config import FuseMapConfig
+from .errors import FuseMapModelError
+from .inference import embed_section
+from .module import FuseMapModule, adversarial_loss, discriminator_loss
+from .sampler import EpochPlan, SectionData, iterate_blocks
+
+log = logging.getLogger("fusemap")
+
+PHASE_PRETRAIN, PHASE_BALANCED, PHASE_DONE = 1, 2, 3
+
+
+@dataclass
+class TrainState:
+    phase: int = PHASE_PRETRAIN
+    epoch: int = 0  # epochs finished in the current phase
+    total_epochs: int = 0
+    best_val: float = math.inf
+    bad_epochs: int = 0
+    lambda_dis: float | None = None
+    stopped_early: list[bool] = field(default_factory=list)
+    epochs_per_phase: list[int] = field(default_factory=list)
+    balance_summary: dict | None = None
+    seconds: float = 0.0
+
+
+def fingerprint(cfg: FuseMapConfig, sections: Sequence[SectionData]) -> str:
+    """What must match for a checkpoint to be resumed (epoch budget and device may change)."""
+    d = cfg.to_dict()
+    for k in ("max_epochs", "device", "progress", "num_workers"):
+        d["train"].pop(k, None)
+    d["sections"] = [(s.name, s.n_obs, s.genes.tolist()) for s in sections]
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _cpu_state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+class Trainer:
+    def __init__(self, module: FuseMapModule, sections: Sequence[SectionData], cfg: FuseMapConfig,
+                 device: torch.device, *, adversarial: bool, checkpoint_dir: str | os.PathLike | None = None,
+                 n_disc_classes: int | None = None, frozen: Sequence[torch.nn.Parameter] = (),
+                 section_offset: int = 0):
+        self.module = module
+        self.sections = list(sections)
+        self.cfg = cfg
+        self.t = cfg.train
+        self.device = device
+        self.adversarial = adversarial
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.state = TrainState()
+        self.history: list[dict] = []
+        self.balance: list[np.ndarray] | None = None
+        self.best_state: dict | None = None
+        self.rng = np.random.default_rng(self.t.seed)
+        frozen_ids = {id(p) for p in frozen}
+        gen_params = [p for p in module.generator_parameters() if id(p) not in frozen_ids and p.requires_grad]
+        self.opt_g = torch.optim.Adam(gen_params, lr=self.t.lr, weight_decay=self.t.weight_decay)
+        self.opt_d = torch.optim.Adam(module.discriminator_parameters(), lr=self.t.disc_lr)
+        self._fingerprint = fingerprint(cfg, self.sections)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_FILE
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        obj = {
+            "fingerprint": self._fingerprint,
+            "module": _cpu_state(self.module),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "state": json.dumps(asdict(self.state)),
+            "history": json.dumps(self.history),
+            "best_state": self.best_state,
+            "balance": None if self.balance is None else [torch.from_numpy(w) for w in self.balance],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+        }
+        _atomic_torch_save(obj, self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if obj.get("fingerprint") != self._fingerprint:
+            raise FuseMapModelError(
+                f"checkpoint {str(path)!r} was written for other data or settings (fingerprint "
+                "differs). Use another checkpoint_dir, delete the checkpoint, or pass resume=False."
+            )
+        self.module.load_state_dict(obj["module"])
+        self.opt_g.load_state_dict(obj["opt_g"])
+        self.opt_d.load_state_dict(obj["opt_d"])
+        self.state = TrainState(**json.loads(obj["state"]))
+        self.history = json.loads(obj["history"])
+        self.best_state = obj["best_state"]
+        self.balance = None if obj["balance"] is None else [w.numpy() for w in obj["balance"]]
+        torch.set_rng_state(obj["torch_rng"])
+        if self.device.type == "cuda" and obj.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(obj["cuda_rng"], self.device)
+        self.rng.bit_generator.state = json.loads(obj["numpy_rng"])
+        log.info("resumed from %s at phase %d, epoch %d", path, self.state.phase, self.state.epoch)
+        return True
+
+    # -- one epoch --------------------------------------------------------------------------------
+    def _seed_weights(self, blocks) -> torch.Tensor | None:
+        if self.balance is None or self.state.phase != PHASE_BALANCED:
+            return None
+        w = np.concatenate([self.balance[b.section][b.seeds] for b in blocks])
+        return torch.from_numpy(w).to(self.device)
+
+    def _train_epoch(self) -> dict:
+        m = self.module
+        m.train()
+        sums: dict[str, float] = {}
+        n = 0
+        plan = EpochPlan(self.sections, self.t.batch_size, self.rng)
+        for blocks in iterate_blocks(self.sections, plan, m.hops, self.t.num_workers):
+            blocks = [b.to(self.device) for b in blocks]
+            out = m(blocks, sample=m.cfg.variational)
+            ae = out.losses.autoencoder(self.t.kl_weight, m.cfg.cell_recon_weight)
+            logs = {"recon": out.losses.recon.item(), "kl": out.losses.kl.item()}
+            loss = ae
+            if self.adversarial:
+                w = self._seed_weights(blocks)
+                # discriminators learn on detached embeddings
+                d_loss = (discriminator_loss(m.disc_cell(out.z_cell.detach()), out.sections, w)
+                          + discriminator_loss(m.disc_spatial(out.z_spatial.detach()), out.sections, w))
+                self.opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                self.opt_d.step()
+                # encoders learn to fool them; discriminator weights get no gradient from this
+                for p in m.discriminator_parameters():
+                    p.requires_grad_(False)
+                adv_c = adversarial_loss(m.disc_cell(out.z_cell), out.sections, self.t.adversarial_loss, w)
+                adv_t = adversarial_loss(m.disc_spatial(out.z_spatial), out.sections, self.t.adversarial_loss, w)
+                for p in m.discriminator_parameters():
+                    p.requires_grad_(True)
+                adv = adv_c + adv_t
+                if self.state.lambda_dis is None:
+                    self.state.lambda_dis = float(self.t.adv_ratio * ae.item() / max(abs(adv.item()), 1e-8))
+                loss = ae + self.state.lambda_dis * adv
+                logs.update(disc=d_loss.item(), adv_cell=adv_c.item(), adv_spatial=adv_t.item())
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+            k = sum(b.n_seeds for b in blocks)
+            for key, val in logs.items():
+                sums[key] = sums.get(key, 0.0) + val * k
+            n += k
+        return {key: val / max(n, 1) for key, val in sums.items()}
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        m = self.module
+        m.eval()
+        total, n = 0.0, 0
+        plan = EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val")
+        for blocks in iterate_blocks(self.sections, plan, m.hops, 0):
+            blocks = [b.to(self.device) for b in blocks]
+            out = m(blocks, sample=False)
+            k = sum(b.n_seeds for b in blocks)
+            total += out.losses.autoencoder(self.t.kl_weight, m.cfg.cell_recon_weight).item() * k
+            n += k
+        m.train()
+        return total / max(n, 1)
+
+    # -- phases -----------------------------------------------------------------------------------
+    def _compute_balance(self) -> None:
+        embs = [embed_section(self.module, i, s, self.device) for i, s in enumerate(self.sections)]
+        wc, summary = balance_weights([e[0] for e in embs], resolution=self.t.balance_resolution,
+                                      low=self.t.balance_low, high=self.t.balance_high,
+                                      floor=self.t.balance_floor, seed=self.t.seed)
+        self.balance = wc
+        self.state.balance_summary = summary
+        log.info("balance weights: %s", summary)
+
+    def _end_phase(self, stopped_early: bool) -> None:
+        s = self.state
+        if self.t.restore_best and self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
+        s.stopped_early.append(stopped_early)
+        s.epochs_per_phase.append(s.epoch)
+        two_phases = self.adversarial and self.t.balance
+        s.phase = PHASE_BALANCED if (s.phase == PHASE_PRETRAIN and two_phases) else PHASE_DONE
+        s.epoch, s.best_val, s.bad_epochs = 0, math.inf, 0
+        self.best_state = None
+
+    def fit(self, resume: bool = True) -> list[dict]:
+        """Train until both phases end; the caller seeds torch (see ``model.seeded``)."""
+        if resume:
+            self.load_checkpoint()
+        n_phases = 2 if (self.adversarial and self.t.balance) else 1
+        show = self.t.progress if self.t.progress is not None else sys.stderr.isatty()
+        bar = tqdm(total=n_phases * self.t.max_epochs, initial=self.state.total_epochs if self.state.phase == 1
+                   else self.t.max_epochs + self.state.epoch, disable=not show, desc="fusemap", unit="epoch")
+        try:
+            while self.state.phase != PHASE_DONE:
+                s = self.state
+                if s.phase == PHASE_BALANCED and self.balance is None:
+                    self._compute_balance()
+                t0 = time.perf_counter()
+                logs = self._train_epoch()
+                val = self.validation_loss()
+                s.epoch += 1
+                s.total_epochs += 1
+                improved = val < s.best_val * (1 - self.t.min_delta) if math.isfinite(s.best_val) else True
+                if improved:
+                    s.best_val, s.bad_epochs = val, 0
+                    if self.t.restore_best:
+                        self.best_state = _cpu_state(self.module)
+                else:
+                    s.bad_epochs += 1
+                dt = time.perf_counter() - t0
+                s.seconds += dt
+                self.history.append({"phase": s.phase, "epoch": s.epoch, **logs, "val_loss": val,
+                                     "lambda_dis": s.lambda_dis, "seconds": dt})
+                bar.update(1)
+                bar.set_postfix(phase=s.phase, recon=f"{logs['recon']:.3f}", val=f"{val:.3f}")
+                if s.bad_epochs >= self.t.patience:
+                    bar.update(self.t.max_epochs - s.epoch)
+                    self._end_phase(stopped_early=True)
+                elif s.epoch >= self.t.max_epochs:
+                    self._end_phase(stopped_early=False)
+                self.save_checkpoint()
+        finally:
+            bar.close()
+        return self.history
+

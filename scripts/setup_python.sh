@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Create the project's virtual environment (.venv) and install fusemap with the extras named in
+# $FUSEMAP_EXTRAS (default: test,spatialdata). Idempotent: re-running only installs what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+EXTRAS=${FUSEMAP_EXTRAS:-test,spatialdata}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -x "$VENV/bin/uv" ]; then
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv
+fi
+
+# uv does not read pip's configuration: hand it the find-links folder that pip's configuration
+# names (where the machine keeps its CPU build of torch), only when that folder exists.
+fl=$("$VENV/bin/python" -m pip config get global.find-links 2>/dev/null || true)
+if [ -n "$fl" ] && [ -d "$fl" ]; then export UV_FIND_LINKS="$fl"; fi
+
+stamp="$VENV/.fusemap-installed"
+want="$(cat pyproject.toml scripts/setup_python.sh | sha1sum | cut -c1-16)-$EXTRAS"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "[setup] installing torch and fusemap[$EXTRAS] into $VENV"
+# torch first: the CPU wheel of 2.13.0 satisfies the package's range, so nothing else pulls CUDA.
+"$VENV/bin/uv" pip install --python "$VENV/bin/python" --quiet "torch==2.13.0"
+"$VENV/bin/uv" pip install --python "$VENV/bin/python" --quiet -e ".[$EXTRAS]"
+echo "$want" > "$stamp"

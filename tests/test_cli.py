@@ -1,0 +1,74 @@
+"""The command line writes the documented layout, atomically, and refuses to clobber output."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusemap.cli import main
+
+from conftest import FAST
+
+
+@pytest.fixture
+def section_files(sim_sections, tmp_path):
+    paths = []
+    for i, a in enumerate(sim_sections):
+        p = tmp_path / f"slice{i}.h5ad"
+        a.write_h5ad(p)
+        paths.append(str(p))
+    return paths
+
+
+FAST_ARGS = ["--epochs", "2", "--batch-size", "64", "--seed", "1", "--device", "cpu"]
+
+
+def test_integrate_writes_the_layout(section_files, tmp_path):
+    out = tmp_path / "run"
+    assert main(["integrate", *section_files, "--out", str(out), *FAST_ARGS]) == 0
+    assert (out / "model" / "weights.pt").exists() and (out / "model" / "config.json").exists()
+    for i in range(3):
+        a = ad.read_h5ad(out / "sections" / f"slice{i}.h5ad")  # names come from the file names
+        src = ad.read_h5ad(section_files[i])
+        assert list(a.obs_names) == list(src.obs_names)
+        assert a.obsm["X_fusemap_cell"].shape == (src.n_obs, 64)
+        assert a.obsm["X_fusemap_spatial"].shape == (src.n_obs, 64)
+        assert a.uns["fusemap"]["model_dir"].endswith("model")
+    ge = pd.read_csv(out / "gene_embedding.csv", index_col=0)
+    assert ge.shape[1] == 64 and ge.index.is_unique
+    figs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figs == ["spatial_cell_clusters.png", "spatial_spatial_clusters.png", "umap_cell.png",
+                    "umap_spatial.png"]
+    assert not (out / "checkpoint").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_integrate_refuses_existing_output(section_files, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["integrate", *section_files, "--out", str(out), *FAST_ARGS]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_integrate_with_section_key(sim_sections, tmp_path):
+    pooled = ad.concat(sim_sections, merge="same")
+    pooled.obs["sample"] = pooled.obs["section"].astype("category")
+    p = tmp_path / "pooled.h5ad"
+    pooled.write_h5ad(p)
+    out = tmp_path / "run"
+    assert main(["integrate", str(p), "--section-key", "sample", "--out", str(out), "--no-figures",
+                 *FAST_ARGS]) == 0
+    names = sorted(f.stem for f in (out / "sections").glob("*.h5ad"))
+    assert names == ["sim_section_0", "sim_section_1", "sim_section_2"]
+
+
+def test_bad_input_exits_with_a_message(section_files, tmp_path, capsys):
+    a = ad.read_h5ad(section_files[0])
+    a.X = a.X * 0.3
+    a.write_h5ad(section_files[0])
+    assert main(["integrate", *section_files, "--out", str(tmp_path / "r"), *FAST_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "non-integer" in err and "slice0" in err
+    assert not (tmp_path / "r").exists()

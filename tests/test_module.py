@@ -1,0 +1,75 @@
+"""Losses: cross-entropy on logits (no double softmax), adversarial losses, KL, shapes."""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fusemap.config import ModelConfig
+from fusemap.module import FuseMapModule, adversarial_loss, discriminator_loss
+
+
+def test_discriminator_loss_is_cross_entropy_of_logits():
+    torch.manual_seed(0)
+    logits = torch.randn(50, 5) * 4
+    y = torch.randint(0, 5, (50,))
+    expected = -torch.log_softmax(logits, 1)[torch.arange(50), y].mean()
+    assert torch.allclose(discriminator_loss(logits, y), expected, atol=1e-6)
+    # regression test for the published code: softmax before cross_entropy flattens the loss
+    double = F.cross_entropy(torch.softmax(logits, 1), y)
+    assert abs(double.item() - expected.item()) > 0.3
+    # a perfect, confident discriminator has a loss near 0 (a double softmax cannot go below ~0.9)
+    sure = F.one_hot(y, 5).float() * 50
+    assert discriminator_loss(sure, y).item() < 1e-6
+    assert F.cross_entropy(torch.softmax(sure, 1), y).item() > 0.9
+
+
+def test_weighted_discriminator_loss():
+    logits = torch.randn(10, 3)
+    y = torch.randint(0, 3, (10,))
+    w = torch.zeros(10)
+    w[0] = 1.0
+    assert torch.allclose(discriminator_loss(logits, y, w), F.cross_entropy(logits[:1], y[:1]))
+
+
+def test_confusion_loss_is_minimal_at_uniform_prediction():
+    y = torch.zeros(4, dtype=torch.long)
+    uniform = torch.zeros(4, 3)
+    assert math.isclose(adversarial_loss(uniform, y, "confusion").item(), math.log(3), rel_tol=1e-6)
+    confident = torch.tensor([[9.0, 0, 0]]).repeat(4, 1)
+    assert adversarial_loss(confident, y, "confusion").item() > math.log(3) + 1
+    # 'reverse' is minus the discriminator's own loss
+    assert torch.allclose(adversarial_loss(confident, y, "reverse"), -discriminator_loss(confident, y))
+
+
+def test_forward_shapes_and_finite_losses(sim_sections):
+    import fusemap
+
+    model = fusemap.FuseMap(sim_sections, n_latent=8, n_hidden=32, progress=False)
+    from fusemap.sampler import make_block
+
+    blocks = [make_block(d, i, d.train_idx[:20], model.module.hops) for i, d in enumerate(model.data)]
+    out = model.module(blocks, sample=True)
+    assert out.z_cell.shape == (60, 8) and out.z_spatial.shape == (60, 8)
+    assert out.sections.tolist() == [0] * 20 + [1] * 20 + [2] * 20
+    for v in (out.losses.recon, out.losses.kl, out.losses.cell_recon):
+        assert torch.isfinite(v) and v.item() >= 0
+
+
+def test_gene_embedding_is_xavier_and_shared():
+    m = FuseMapModule([[0, 1, 2], [2, 3]], 4, 2, ModelConfig(n_latent=8, n_hidden=16))
+    E = m.gene_matrix()
+    assert E.shape == (8, 4)
+    bound = math.sqrt(6 / (8 + 4))
+    assert E.abs().max().item() <= bound
+    assert len(list(m.encoders)) == 2
+
+
+def test_gcn_variant_starts_as_plain_aggregation():
+    m = FuseMapModule([[0, 1]], 2, 1, ModelConfig(n_latent=4, n_hidden=8, spatial_mode="gcn"))
+    adj = torch.eye(3).to_sparse_csr()
+    z = torch.randn(3, 4)
+    assert torch.allclose(m.spatial_encode(0, [adj], z), z)
+    assert m.hops == 2
+    assert sum(p.numel() for p in m.graph_aes.parameters()) == 2 * (16 + 4)

@@ -1,0 +1,239 @@
+"""Training mechanics: loss falls, early stopping acts, save/load, resume, seeds."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import fusemap
+from fusemap import FuseMap, FuseMapModelError
+from fusemap.training import Trainer
+
+from conftest import FAST
+
+
+def test_reconstruction_loss_falls(sim_sections):
+    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 15, "patience": 100, "balance": False})
+    model.train()
+    h = model.history_frame()
+    assert len(h) == 15
+    assert h["recon"].iloc[-3:].mean() < 0.8 * h["recon"].iloc[:2].mean()
+    assert h["val_loss"].iloc[-3:].mean() < h["val_loss"].iloc[0]
+    assert {"recon", "kl", "disc", "adv_cell", "adv_spatial", "val_loss", "phase"} <= set(h.columns)
+
+
+def test_two_phases_and_balance_weights(sim_sections):
+    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 4, "patience": 100})
+    model.train()
+    st = model.train_state
+    assert st.epochs_per_phase == [4, 4]
+    assert model.history_frame()["phase"].tolist() == [1] * 4 + [2] * 4
+    assert len(st.balance_summary["n_clusters"]) == 3
+    assert st.lambda_dis > 0
+
+
+def test_balance_weights_downweight_a_section_specific_population():
+    from fusemap.balance import balance_weights
+
+    rng = np.random.default_rng(0)
+    shared = [rng.normal(0, 0.3, (200, 8)) + c for c in (np.eye(8)[0] * 5, np.eye(8)[1] * 5)]
+    a = np.concatenate(shared)
+    b = np.concatenate([shared[0] + 0.1, shared[1] - 0.1, rng.normal(0, 0.3, (200, 8)) + np.eye(8)[2] * 5])
+    w, summary = balance_weights([a, b], resolution=0.3, seed=0)
+    unique = w[1][400:]
+    assert unique.mean() < 0.3 * w[1][:400].mean()
+    np.testing.assert_allclose([w[0].mean(), w[1].mean()], 1.0, rtol=1e-5)
+
+
+def test_early_stopping_acts(sim_sections):
+    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 200, "patience": 2, "min_delta": 0.5,
+                                     "balance": False})
+    model.train()
+    st = model.train_state
+    # with min_delta=0.5 nothing after the first epoch counts as improvement: stop at epoch 1 + 2
+    assert st.epochs_per_phase == [3]
+    assert st.stopped_early == [True]
+
+
+def test_restore_best_returns_best_validation_weights(sim_sections):
+    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 6, "patience": 100, "balance": False})
+    model.train()
+    trainer = Trainer(model.module, model.data, model.config, model.device, adversarial=True)
+    best = model.history_frame()["val_loss"].min()
+    assert trainer.validation_loss() == pytest.approx(best, rel=1e-4)
+
+
+def test_same_seed_same_embeddings_other_seed_differs(sim_sections):
+    import copy
+
+    runs = []
+    for seed in (5, 5, 6):
+        m = FuseMap(copy.deepcopy(sim_sections), **{**FAST, "seed": seed})
+        m.train()
+        runs.append(m.embeddings())
+    for name in runs[0]:
+        assert np.array_equal(runs[0][name].cell, runs[1][name].cell)
+        assert np.array_equal(runs[0][name].spatial, runs[1][name].spatial)
+    assert not np.allclose(runs[0]["sim_section_0"].cell, runs[2]["sim_section_0"].cell)
+
+
+def test_save_load_round_trip(sim_sections, tmp_path):
+    model = FuseMap(sim_sections, **FAST)
+    model.train()
+    path = model.save(tmp_path / "model")
+    # weights are a plain state dict, safe to load without unpickling code
+    state = torch.load(path / "weights.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    genes = json.loads((path / "genes.json").read_text())["genes"]
+    assert genes == model.vocabulary.names
+    loaded = FuseMap.load(path, sim_sections)
+    for name, e in model.embeddings().items():
+        assert np.array_equal(e.cell, loaded.embeddings()[name].cell)
+        assert np.array_equal(e.spatial, loaded.embeddings()[name].spatial)
+    pd.testing.assert_frame_equal(model.gene_embedding(), loaded.gene_embedding())
+    assert loaded.history == model.history
+    # sections given in another order and with shuffled genes are matched by name
+    shuffled = [a[:, a.var_names[::-1]].copy() for a in sim_sections[::-1]]
+    again = FuseMap.load(path, shuffled)
+    assert np.allclose(again.embeddings()["sim_section_1"].cell, model.embeddings()["sim_section_1"].cell,
+                       atol=1e-5)
+
+
+def test_save_never_overwrites_silently(sim_sections, tmp_path):
+    model = FuseMap(sim_sections, **FAST)
+    target = tmp_path / "model"
+    model.save(target)
+    before = (target / "weights.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(target)
+    assert (target / "weights.pt").read_bytes() == before
+    model.train()
+    model.save(target, overwrite=True)
+    assert (target / "weights.pt").read_bytes() != before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_load_checks_the_directory(sim_sections, tmp_path):
+    with pytest.raises(FuseMapModelError, match="is not a directory"):
+        FuseMap.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FuseMapModelError, match=r"not a fusemap model directory.*weights.pt"):
+        FuseMap.load(tmp_path / "empty")
+    model = FuseMap(sim_sections, **FAST)
+    path = model.save(tmp_path / "m")
+    sections = json.loads((path / "sections.json").read_text())
+    sections["sections"][0]["genes"][0] = "NotAGene"
+    (path / "sections.json").write_text(json.dumps(sections))
+    with pytest.raises(FuseMapModelError, match="absent from the vocabulary"):
+        FuseMap.load(path)
+
+
+def test_load_refuses_other_sections(sim_sections, tmp_path):
+    model = FuseMap(sim_sections, **FAST)
+    path = model.save(tmp_path / "m")
+    with pytest.raises(fusemap.FuseMapInputError, match="missing"):
+        FuseMap.load(path, sim_sections[:2])
+    other = [a[:, a.var_names[:-1]].copy() for a in sim_sections]
+    with pytest.raises(fusemap.FuseMapInputError, match="1 are absent"):
+        FuseMap.load(path, other)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_where_it_stopped(sim_sections, tmp_path, monkeypatch):
+    import copy
+
+    settings = {**FAST, "max_epochs": 4, "patience": 100}
+    reference = FuseMap(copy.deepcopy(sim_sections), **settings)
+    reference.train()
+
+    # interrupt after the 5th epoch (first epoch of phase 2), then resume in a new model object
+    original = Trainer.save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_maybe_stop(self):
+        original(self)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise Interrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_maybe_stop)
+    first = FuseMap(copy.deepcopy(sim_sections), **settings)
+    with pytest.raises(Interrupt):
+        first.train(checkpoint_dir=tmp_path / "ckpt")
+    monkeypatch.setattr(Trainer, "save_checkpoint", original)
+
+    resumed = FuseMap(copy.deepcopy(sim_sections), **settings)
+    resumed.train(checkpoint_dir=tmp_path / "ckpt")
+    h = resumed.history_frame()
+    assert len(h) == 8 and h["phase"].tolist() == [1] * 4 + [2] * 4
+    # the resumed run is the uninterrupted run: same epochs, same losses, same weights
+    np.testing.assert_allclose(h["recon"], reference.history_frame()["recon"], rtol=1e-6)
+    for name, e in reference.embeddings().items():
+        np.testing.assert_array_equal(e.cell, resumed.embeddings()[name].cell)
+
+
+def test_checkpoint_of_other_data_is_refused(sim_sections, tmp_path):
+    FuseMap(sim_sections, **FAST).train(checkpoint_dir=tmp_path)
+    other = FuseMap(sim_sections, **{**FAST, "n_latent": 8})
+    with pytest.raises(FuseMapModelError, match="fingerprint differs"):
+        other.train(checkpoint_dir=tmp_path)
+
+
+def test_integrate_writes_results_into_the_inputs(sim_sections):
+    model = fusemap.integrate(sim_sections, **FAST)
+    for a in sim_sections:
+        assert a.obsm["X_fusemap_cell"].shape == (a.n_obs, 16)
+        assert a.obsm["X_fusemap_spatial"].shape == (a.n_obs, 16)
+        assert a.varm["fusemap_gene_embedding"].shape == (a.n_vars, 16)
+        rec = a.uns["fusemap"]
+        assert rec["sections"] == model.section_names
+        assert json.loads(rec["config_json"])["model"]["n_latent"] == 16
+    ge = model.gene_embedding()
+    assert ge.shape == (len(set().union(*[set(a.var_names) for a in sim_sections])), 16)
+    # the varm rows are the gene embedding rows of those genes
+    a = sim_sections[1]
+    np.testing.assert_array_equal(a.varm["fusemap_gene_embedding"], ge.loc[list(a.var_names)].to_numpy())
+
+
+def test_one_anndata_with_section_key_keeps_cell_order(sim_sections):
+    import anndata as ad
+
+    pooled = ad.concat(sim_sections, merge="same")
+    pooled.obs["section"] = pooled.obs["section"].astype("category")
+    perm = np.random.default_rng(0).permutation(pooled.n_obs)
+    pooled = pooled[perm].copy()
+    model = fusemap.integrate(pooled, section_key="section", **FAST)
+    emb = model.embeddings()
+    for name in model.section_names:
+        rows = np.flatnonzero(pooled.obs["section"] == name)
+        np.testing.assert_array_equal(pooled.obsm["X_fusemap_cell"][rows], emb[name].cell)
+    # the per-section graphs were stored in the pooled object, with no edge across sections
+    conn = pooled.obsp["spatial_connectivities"].tocoo()
+    sec = pooled.obs["section"].to_numpy()
+    assert conn.nnz > 0 and (sec[conn.row] == sec[conn.col]).all()
+
+
+def test_gene_symbols_match_ignoring_case(sim_sections):
+    sim_sections[1].var_names = [g.upper() for g in sim_sections[1].var_names]
+    model = FuseMap(sim_sections, **FAST)
+    union = {g.upper() for a in sim_sections for g in a.var_names}
+    assert len(model.vocabulary) == len(union)
+    # the first spelling met (section order) is the one reported
+    first = sim_sections[0].var_names[0]
+    assert first in model.gene_embedding().index and first.upper() not in model.gene_embedding().index
+    with pytest.raises(fusemap.FuseMapInputError, match="sim_section_1' shares no gene"):
+        FuseMap(sim_sections, **{**FAST, "gene_case": "exact"})
+
+
+def test_gcn_variant_trains(sim_sections):
+    model = FuseMap(sim_sections, **{**FAST, "spatial_mode": "gcn", "gcn_layers": 2, "max_epochs": 5,
+                                     "balance": False, "patience": 100})
+    model.train()
+    h = model.history_frame()
+    assert model.module.hops == 4
+    assert h["recon"].iloc[-1] < h["recon"].iloc[0]
