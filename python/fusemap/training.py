@@ -72,8 +72,7 @@ def _cpu_state(module: torch.nn.Module) -> dict:
 class Trainer:
     def __init__(self, module: FuseMapModule, sections: Sequence[SectionData], cfg: FuseMapConfig,
                  device: torch.device, *, adversarial: bool, checkpoint_dir: str | os.PathLike | None = None,
-                 n_disc_classes: int | None = None, frozen: Sequence[torch.nn.Parameter] = (),
-                 section_offset: int = 0):
+                 frozen: Sequence[torch.nn.Parameter] = ()):
         self.module = module
         self.sections = list(sections)
         self.cfg = cfg
