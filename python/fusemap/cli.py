@@ -85,8 +85,12 @@ def _overrides(args) -> dict:
 
 
 def run_integrate(inputs, out: str | os.PathLike, *, section_key: str | None = None, overwrite: bool = False,
-                  figures: bool = True, **overrides) -> Path:
-    """The ``integrate`` job on already-read inputs (paths, AnnData list or a SectionSet)."""
+                  figures: bool = True, in_place: bool = False, **overrides) -> Path:
+    """The ``integrate`` job on already-read inputs (paths, AnnData list or a SectionSet).
+
+    Sections read from a SpatialData store get a copy of the store with the results in its tables
+    under ``out`` (or, with ``in_place``, the results in the input store) instead of ``sections/``.
+    """
     import pandas as pd  # noqa: F401  (imported early so a broken install fails before training)
 
     from .model import FuseMap
@@ -102,8 +106,13 @@ def run_integrate(inputs, out: str | os.PathLike, *, section_key: str | None = N
     model.save(outdir.path("model"), overwrite=True)
     model.model_dir = str(Path(out) / "model")
     model.write()
-    for name, adata in zip(model.section_names, model.sections.adatas):
-        write_h5ad(adata, outdir.path("sections", f"{safe_filename(name)}.h5ad"))
+    if model.sections.source is not None:
+        from .cli_spatialdata import write_store_results
+
+        write_store_results(model.sections, outdir, in_place=in_place)
+    else:
+        for name, adata in zip(model.section_names, model.sections.adatas):
+            write_h5ad(adata, outdir.path("sections", f"{safe_filename(name)}.h5ad"))
     model.gene_embedding().to_csv(outdir.path("gene_embedding.csv"))
     model.history_frame().to_csv(outdir.path("history.csv"), index=False)
     if figures:
@@ -127,7 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("integrate", help="integrate sections into cell, spatial and gene embeddings")
-    p.add_argument("sections", nargs="+", help=".h5ad files (one section each, or several with --section-key)")
+    p.add_argument("sections", nargs="+", help=".h5ad files (one section each, or several with --section-key), "
+                   "or one SpatialData .zarr store")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
     p.add_argument("--layer", help="layer holding raw counts (default X)")
@@ -139,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spatial-mode", choices=["aggregate", "gcn"], dest="spatial_mode")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-figures", action="store_true", dest="no_figures")
+    from .cli_spatialdata import add_store_args
+
+    add_store_args(p)
     _add_training_args(p)
 
     p = sub.add_parser("demo", help="integrate the shared STARmap sections (or simulated data if absent)")
@@ -162,8 +175,15 @@ def register(add_parser, handler, name: str) -> None:
 
 
 def _cmd_integrate(args) -> Path:
-    return run_integrate(args.sections, args.out, section_key=args.section_key, overwrite=args.overwrite,
-                         figures=not args.no_figures, **_overrides(args))
+    from .cli_spatialdata import check_store_options, read_store_sections, store_among
+
+    inputs = args.sections
+    store = store_among(inputs)
+    check_store_options(args, store)
+    if store is not None:
+        inputs = read_store_sections(store, args, args.section_key)
+    return run_integrate(inputs, args.out, section_key=args.section_key, overwrite=args.overwrite,
+                         figures=not args.no_figures, in_place=args.in_place, **_overrides(args))
 
 
 def _cmd_demo(args) -> Path:

@@ -224,7 +224,10 @@ class FuseMap:
         }
 
     def write(self) -> None:
-        """Write both embeddings into ``obsm`` (and the run record into ``uns``) of the input objects."""
+        """Write both embeddings into ``obsm`` (and the run record into ``uns``) of the input objects.
+
+        Sections read from a SpatialData object also get the results in their annotating tables
+        (in memory; see :mod:`fusemap.spatialdata_io` for saving the store)."""
         embs = self.embeddings()
         genes = self.gene_embedding()
         record = self.run_record()
@@ -244,6 +247,8 @@ class FuseMap:
                 parent.obsm[key] = full
             parent.varm[GENE_EMBEDDING_VARM] = genes.to_numpy()[self.vocabulary.index_of(map(str, parent.var_names))]
             parent.uns[RUN_RECORD] = record
+        if self.sections.source is not None:  # e.g. the annotating tables of a SpatialData object
+            self.sections.source.write_back(self.sections)
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -374,7 +379,7 @@ def _reorder(sections: SectionSet, order: list[int]) -> SectionSet:
     return SectionSet([sections.names[i] for i in order], [sections.adatas[i] for i in order],
                       parent=sections.parent,
                       parent_rows=[sections.parent_rows[i] for i in order] if sections.parent_rows else [],
-                      section_key=sections.section_key)
+                      section_key=sections.section_key, source=sections.source)
 
 
 def _write_json(path: Path, obj: Any) -> None:

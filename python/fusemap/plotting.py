@@ -118,3 +118,119 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+# -- SpatialData: embedding clusters drawn on the cells' own shapes ---------------------------------------
+def tissue_clusters(sdata, key: str = SPATIAL_EMBEDDING, *, table: str | Sequence[str] | None = None,
+                    cluster_key: str | None = None, resolution: float = 0.8, seed: int = 0,
+                    coordinate_system: str = "global", backend: str = "matplotlib",
+                    out: str | Path | None = None) -> plt.Figure:
+    """Leiden clusters of an embedding, drawn on the shapes (or points) the table rows annotate.
+
+    Clusters are computed over the rows of all chosen tables together (so colours mean the same in
+    every panel) and stored in each table's ``obs[cluster_key]`` (default ``fusemap_cell_cluster`` /
+    ``fusemap_spatial_cluster``), so saving the store keeps them. One panel per annotated element,
+    in ``coordinate_system``. ``backend='spatialdata-plot'`` draws with spatialdata-plot instead of
+    plain matplotlib (circles and polygons; labels and points as centroids).
+    """
+    from .spatialdata_io import _groups, annotating_tables
+
+    if backend not in ("matplotlib", "spatialdata-plot"):
+        raise ValueError(f"backend={backend!r}: use 'matplotlib' or 'spatialdata-plot'.")
+    tables = annotating_tables(sdata) if table is None else ([table] if isinstance(table, str) else list(table))
+    missing = [t for t in tables if t not in sdata.tables or key not in sdata.tables[t].obsm]
+    if missing or not tables:
+        raise ValueError(f"tables {missing or tables} hold no obsm[{key!r}]; run fusemap.integrate on the "
+                         "SpatialData object first (or name tables with table=).")
+    label = "spatial" if key == SPATIAL_EMBEDDING else "cell" if key == CELL_EMBEDDING else key
+    cluster_key = cluster_key or f"fusemap_{label}_cluster"
+    pooled = ad.AnnData(np.zeros((sum(sdata.tables[t].n_obs for t in tables), 0), dtype=np.float32))
+    pooled.obsm["emb"] = np.vstack([np.asarray(sdata.tables[t].obsm[key], dtype=np.float32) for t in tables])
+    import scanpy as sc
+
+    sc.pp.neighbors(pooled, use_rep="emb", n_neighbors=15, random_state=seed)
+    sc.tl.leiden(pooled, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2,
+                 directed=False, key_added="cluster")
+    cats = list(pooled.obs["cluster"].cat.categories)
+    start = 0
+    panels = []
+    for t in tables:
+        tab = sdata.tables[t]
+        tab.obs[cluster_key] = pd.Categorical(pooled.obs["cluster"].to_numpy()[start:start + tab.n_obs],
+                                              categories=cats)
+        start += tab.n_obs
+        panels += [(t, region, rows) for region, rows in _groups(tab, t) if region is not None]
+    colors = dict(zip(cats, _palette(len(cats))))
+    ncol = min(len(panels), 4)
+    nrow = int(np.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 4.2 * nrow), squeeze=False)
+    for i, (t, region, rows) in enumerate(panels):
+        ax = axes[i // ncol][i % ncol]
+        if backend == "spatialdata-plot":
+            _draw_spatialdata_plot(sdata, t, region, cluster_key, coordinate_system, ax)
+        else:
+            _draw_region(sdata, sdata.tables[t], region, rows, cluster_key, colors, coordinate_system, ax)
+        ax.set_title(region)
+    for j in range(len(panels), nrow * ncol):
+        axes[j // ncol][j % ncol].axis("off")
+    if backend == "matplotlib":
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colors[c], label=str(c)) for c in cats]
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=7,
+                   title=cluster_key)
+    fig.suptitle(f"{label} embedding clusters on the tissue ({coordinate_system})")
+    fig.tight_layout()
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def _draw_region(sdata, tab, region, rows, cluster_key, colors, coordinate_system, ax) -> None:
+    """Draw one element's instances coloured by their row's cluster (circles/polygons as themselves)."""
+    import spatialdata as sd
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Circle, Polygon
+    from shapely.geometry import MultiPolygon, Point
+
+    from .spatialdata_io import _attrs, _match_instances
+
+    element = sd.transform(sdata[region], to_coordinate_system=coordinate_system)
+    ikey = _attrs(tab)["instance_key"]
+    ids = pd.Index(tab.obs[ikey].to_numpy()[rows])
+    clusters = tab.obs[cluster_key].to_numpy()[rows]
+    if region in sdata.shapes:
+        pos = _match_instances(ids, pd.Index(element.index))
+        ok = pos >= 0
+        geoms = element.geometry.to_numpy()[pos[ok]]
+        radius = element["radius"].to_numpy()[pos[ok]] if "radius" in element else None
+        patches, face = [], []
+        for k, (g, c) in enumerate(zip(geoms, clusters[ok])):
+            polys = []
+            if isinstance(g, Point):
+                polys = [Circle((g.x, g.y), float(radius[k]) if radius is not None else 1.0)]
+            else:
+                for part in (g.geoms if isinstance(g, MultiPolygon) else [g]):
+                    polys.append(Polygon(np.asarray(part.exterior.coords)[:, :2], closed=True))
+            patches += polys
+            face += [colors[c]] * len(polys)
+        ax.add_collection(PatchCollection(patches, facecolors=face, edgecolors="none"))
+        ax.autoscale_view()
+    else:  # points or labels: the centroids of the instances
+        cent = sd.get_centroids(sdata[region], coordinate_system=coordinate_system).compute()
+        pos = _match_instances(ids, pd.Index(cent.index))
+        ok = pos >= 0
+        xy = cent[["x", "y"]].to_numpy()[pos[ok]]
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, c=[colors[c] for c in clusters[ok]], linewidths=0)
+    ax.set_aspect("equal")
+    ax.invert_yaxis()  # image convention, as spatialdata draws it
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _draw_spatialdata_plot(sdata, table, region, cluster_key, coordinate_system, ax) -> None:
+    import spatialdata_plot  # noqa: F401  (registers the .pl accessor)
+
+    render = sdata.pl.render_shapes if region in sdata.shapes else (
+        sdata.pl.render_points if region in sdata.points else sdata.pl.render_labels)
+    render(region, color=cluster_key, table_name=table).pl.show(coordinate_systems=coordinate_system, ax=ax,
+                                                                title=region)

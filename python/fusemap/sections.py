@@ -34,6 +34,9 @@ class SectionSet:
     parent: ad.AnnData | None = None
     parent_rows: list[np.ndarray] = field(default_factory=list)
     section_key: str | None = None
+    source: Any = None
+    """Where the sections came from when that is not AnnData (a SpatialData object): an object with
+    ``write_back(sections)``, which :meth:`FuseMap.write` calls to put results back there."""
 
     def __len__(self) -> int:
         return len(self.names)
