@@ -1,6 +1,8 @@
 """FuseMap: integrate spatial transcriptomics sections with different gene panels.
 
 Main entry points: :func:`integrate` (train and write embeddings), :class:`FuseMap` (the model),
+:func:`map_query` (new sections onto a trained reference), :func:`impute` (genes from the
+embeddings), :func:`transfer_labels` (annotations from reference to query),
 :mod:`fusemap.datasets` (simulated and shared real data).
 """
 
@@ -11,6 +13,9 @@ from .api import integrate  # noqa: E402
 from .config import FuseMapConfig, GraphConfig, ModelConfig, PreprocessConfig, TrainConfig  # noqa: E402
 from .errors import FuseMapInputError, FuseMapModelError, FuseMapWarning  # noqa: E402
 from .model import FuseMap  # noqa: E402
+from .imputation import impute  # noqa: E402
+from .mapping import map_query  # noqa: E402
+from .transfer import TransferResult, transfer_labels  # noqa: E402
 from . import datasets  # noqa: E402
 
 __all__ = [
@@ -25,6 +30,10 @@ __all__ = [
     "ModelConfig",
     "PreprocessConfig",
     "TrainConfig",
+    "TransferResult",
     "datasets",
+    "impute",
     "integrate",
+    "map_query",
+    "transfer_labels",
 ]

@@ -27,11 +27,12 @@ from ._constants import (CELL_EMBEDDING, CONFIG_FILE, GENE_EMBEDDING_VARM, GENES
                          GRAPH_DISTANCES, HISTORY_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, RUN_RECORD,
                          SECTIONS_FILE, SPATIAL_EMBEDDING, SPATIAL_KEY, WEIGHTS_FILE)
 from .config import FuseMapConfig, make_config
+from .distributed import rank_device
 from .errors import FuseMapInputError, FuseMapModelError
 from .graph import adjacency, ensure_graph, gcn_normalize, graph_summary
 from .inference import embed_section
 from .module import FuseMapModule
-from .preprocess import preprocess
+from .backed import preprocess_matrix, select_columns
 from .sampler import SectionData
 from .sections import SectionSet, as_sections
 from .training import Trainer, TrainState
@@ -48,15 +49,16 @@ class SectionEmbedding:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' -> CUDA when available; 'cuda' without index -> this rank's GPU (LOCAL_RANK under torchrun)."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FuseMapInputError(
             f"device={str(device)!r} was asked for but CUDA is not available on this machine; "
             "use device='cpu' or 'auto'."
         )
-    return dev
+    return rank_device(dev)
 
 
 @contextlib.contextmanager
@@ -109,11 +111,12 @@ def prepare_sections(sections: SectionSet, vocabulary: GeneVocabulary, cfg: Fuse
         m = expression_matrix(adata, pp.layer, f"section {name!r}")
         if panels is not None:  # reorder columns to the saved panel order
             pos = GeneVocabulary(list(map(str, adata.var_names)), pp.gene_case).index_of(panels[i])
-            m = m[:, pos]
+            m = select_columns(m, pos)
             symbols = list(panels[i])
         else:
             symbols = list(map(str, adata.var_names))
-        x, stats = preprocess(m, normalized=pp.normalized, target_sum=pp.target_sum, clip=pp.clip)
+        # in memory, or a block of rows at a time into memory-mapped files for on-disk input
+        x, stats = preprocess_matrix(m, normalized=pp.normalized, target_sum=pp.target_sum, clip=pp.clip)
         coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
         a_hat = gcn_normalize(adjacency(conns[i], coords, cfg.graph.max_edge_length))
         tr, va = _split_train_val(adata.n_obs, cfg.train.val_fraction, rng)
@@ -155,6 +158,8 @@ class FuseMap:
         self.adversarial = bool(self.config.train.adversarial and len(self.section_names) > 1)
         self.device = resolve_device(self.config.train.device)
         self.data, self.section_info = prepare_sections(self.sections, self.vocabulary, self.config, spatial_key)
+        for info in self.section_info:  # sections trained together; map_query adds role 'query'
+            info["role"] = "reference"
         with seeded(self.config.train.seed, self.device):
             self.module = FuseMapModule([d.genes for d in self.data], len(self.vocabulary),
                                         len(self.section_names), self.config.model).to(self.device)
@@ -167,6 +172,13 @@ class FuseMap:
     def train(self, checkpoint_dir: str | os.PathLike | None = None, resume: bool = True) -> "FuseMap":
         """Train both phases. With ``checkpoint_dir``, a checkpoint is written after every epoch and
         an existing one is resumed (``resume=False`` starts over)."""
+        query = [s["name"] for s in self.section_info if s.get("role") == "query"]
+        if query:
+            raise FuseMapModelError(
+                f"this model holds sections mapped onto a fixed reference ({query}); its reference "
+                "weights must not change, so it cannot be trained as a whole. Map further sections "
+                "with map_query(), or integrate all sections into a new model."
+            )
         trainer = Trainer(self.module, self.data, self.config, self.device, adversarial=self.adversarial,
                           checkpoint_dir=checkpoint_dir)
         with seeded(self.config.train.seed, self.device):
@@ -311,7 +323,8 @@ class FuseMap:
         self.adversarial = bool(meta["config"]["adversarial"])
         self.device = resolve_device(cfg.train.device)
         panels = [self.vocabulary.index_of(s["genes"]) for s in self.section_info]
-        self.module = FuseMapModule(panels, len(self.vocabulary), meta["config"]["n_disc_classes"], cfg.model)
+        self.module = FuseMapModule(panels, len(self.vocabulary), meta["config"]["n_disc_classes"], cfg.model,
+                                    gene_blocks=_gene_blocks(meta["weights"], len(self.vocabulary), path))
         try:
             self.module.load_state_dict(meta["weights"])
         except RuntimeError as exc:
@@ -362,6 +375,18 @@ class FuseMap:
         self._embeddings = None
         return self
 
+    def map_query(self, query: Any, section_key: str | None = None, **kwargs: Any) -> "FuseMap":
+        """Map new sections onto this trained model; see :func:`fusemap.map_query`."""
+        from .mapping import map_query
+
+        return map_query(self, query, section_key, **kwargs)
+
+    def impute(self, data: Any = None, genes: Any = None, **kwargs: Any) -> ad.AnnData:
+        """Imputed expression (cells x genes); see :func:`fusemap.impute`."""
+        from .imputation import impute
+
+        return impute(self, data, genes, **kwargs)
+
     def _require_data(self, what: str) -> None:
         if not self.data:
             raise FuseMapInputError(
@@ -380,6 +405,18 @@ def _reorder(sections: SectionSet, order: list[int]) -> SectionSet:
                       parent=sections.parent,
                       parent_rows=[sections.parent_rows[i] for i in order] if sections.parent_rows else [],
                       section_key=sections.section_key, source=sections.source)
+
+
+def _gene_blocks(weights: dict, n_genes: int, path) -> list[int]:
+    """Column counts of the gene-embedding blocks in saved weights (several after query mapping)."""
+    keys = sorted((k for k in weights if k.startswith("gene_embedding.")), key=lambda k: int(k.split(".")[1]))
+    blocks = [int(weights[k].shape[1]) for k in keys]
+    if sum(blocks) != n_genes:
+        raise FuseMapModelError(
+            f"weights in {str(Path(path) / WEIGHTS_FILE)!r} hold gene-embedding columns for {sum(blocks)} "
+            f"genes but the vocabulary lists {n_genes}; the model directory is inconsistent."
+        )
+    return blocks
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -114,7 +114,7 @@ class FuseMapModule(nn.Module):
     """Per-section encoders (and graph autoencoders), shared gene embedding, two discriminators."""
 
     def __init__(self, panels: Sequence[Sequence[int]], n_genes: int, n_disc_classes: int,
-                 cfg: ModelConfig):
+                 cfg: ModelConfig, gene_blocks: Sequence[int] | None = None):
         super().__init__()
         self.cfg = cfg
         self.encoders = nn.ModuleList(Encoder(len(p), cfg) for p in panels)
@@ -123,8 +123,12 @@ class FuseMapModule(nn.Module):
         ) if cfg.spatial_mode == "gcn" else None
         e = torch.empty(cfg.n_latent, n_genes)
         nn.init.xavier_uniform_(e)
-        # a list of column blocks, so that a query mapping can append new genes next to frozen ones
-        self.gene_embedding = nn.ParameterList([nn.Parameter(e)])
+        # a list of column blocks, so that a query mapping can append new genes next to frozen ones;
+        # ``gene_blocks`` (column counts) rebuilds the block structure of a saved mapped model
+        blocks = [n_genes] if gene_blocks is None else [int(b) for b in gene_blocks]
+        if sum(blocks) != n_genes:
+            raise ValueError(f"gene_blocks {blocks} do not add up to n_genes={n_genes}")
+        self.gene_embedding = nn.ParameterList(nn.Parameter(b.clone()) for b in torch.split(e, blocks, dim=1))
         self.panels = [torch.as_tensor(p, dtype=torch.long) for p in panels]
         # per-section gene offsets absorb technology-specific detection efficiency, which otherwise
         # can only be expressed by shifting a whole section in the latent space
@@ -142,6 +146,56 @@ class FuseMapModule(nn.Module):
     @property
     def n_enc_hops(self) -> int:
         return self.hops // 2
+
+    @property
+    def n_genes(self) -> int:
+        return sum(int(b.shape[1]) for b in self.gene_embedding)
+
+    def add_sections(self, panels: Sequence[Sequence[int]], n_new_genes: int) -> list[int]:
+        """Append networks for new (query) sections and a new block of ``n_new_genes`` gene columns.
+
+        Existing parameters are left untouched (the new genes get their own block, so the existing
+        blocks can be frozen). Returns the indices of the new sections.
+        """
+        cfg = self.cfg
+        device = self.gene_embedding[0].device
+        n_total = self.n_genes + n_new_genes
+        bad = [max(p) for p in panels if len(p) and max(p) >= n_total]
+        if bad:
+            raise ValueError(f"panel gene index {bad[0]} outside the vocabulary of {n_total} genes")
+        if n_new_genes:
+            bound = (6.0 / (cfg.n_latent + n_total)) ** 0.5  # Xavier bound of the whole matrix
+            block = torch.empty(cfg.n_latent, n_new_genes, device=device).uniform_(-bound, bound)
+            self.gene_embedding.append(nn.Parameter(block))
+        first = len(self.encoders)
+        for p in panels:
+            self.encoders.append(Encoder(len(p), cfg).to(device))
+            if self.graph_aes is not None:
+                self.graph_aes.append(GraphAutoencoder(cfg.n_latent, cfg.gcn_layers).to(device))
+            if self.gene_bias is not None:
+                self.gene_bias.append(nn.Parameter(torch.zeros(len(p), device=device)))
+            self.panels.append(torch.as_tensor(p, dtype=torch.long))
+        return list(range(first, len(self.encoders)))
+
+    def section_view(self, sections: Sequence[int], n_disc_classes: int) -> "FuseMapModule":
+        """A module over ``sections`` that shares their networks, gene biases and the whole gene
+        embedding with this module, plus fresh discriminators over ``n_disc_classes`` classes.
+
+        Training the view trains those sections of this module in place (query mapping); the
+        other sections' networks are not part of the view, so nothing can change them.
+        """
+        view = FuseMapModule.__new__(FuseMapModule)
+        nn.Module.__init__(view)
+        view.cfg = self.cfg
+        view.encoders = nn.ModuleList([self.encoders[i] for i in sections])
+        view.graph_aes = None if self.graph_aes is None else nn.ModuleList([self.graph_aes[i] for i in sections])
+        view.gene_embedding = self.gene_embedding
+        view.panels = [self.panels[i] for i in sections]
+        view.gene_bias = None if self.gene_bias is None else nn.ParameterList([self.gene_bias[i] for i in sections])
+        device = self.gene_embedding[0].device
+        view.disc_cell = Discriminator(self.cfg.n_latent, self.cfg.n_disc_hidden, n_disc_classes).to(device)
+        view.disc_spatial = Discriminator(self.cfg.n_latent, self.cfg.n_disc_hidden, n_disc_classes).to(device)
+        return view
 
     def gene_matrix(self) -> torch.Tensor:
         """E (k x G) over the whole vocabulary."""

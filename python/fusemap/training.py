@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from ._constants import CHECKPOINT_FILE
 from .balance import balance_weights
 from .config import FuseMapConfig
@@ -50,6 +51,34 @@ class TrainState:
     seconds: float = 0.0
 
 
+@dataclass
+class FixedSections:
+    """Embeddings of sections that are not trained (the reference during query mapping).
+
+    Their cells enter the discriminators as fixed samples, ``batch_size`` per section and step,
+    labelled ``first_label + i``; the trained sections keep labels ``0 .. first_label - 1``. Balance
+    weights, when computed, cover them too (a reference cluster with no counterpart in the query
+    then weighs little in the discriminators).
+    """
+
+    cell: list[np.ndarray]
+    spatial: list[np.ndarray]
+    first_label: int
+    weights: list[np.ndarray] | None = None
+
+    def sample(self, rng: np.random.Generator, n: int, device: torch.device, weighted: bool):
+        zc, zt, lab, w = [], [], [], []
+        for i, (c, t) in enumerate(zip(self.cell, self.spatial)):
+            idx = rng.choice(len(c), size=min(n, len(c)), replace=False)
+            zc.append(c[idx])
+            zt.append(t[idx])
+            lab.append(np.full(len(idx), self.first_label + i, dtype=np.int64))
+            if weighted and self.weights is not None:
+                w.append(self.weights[i][idx])
+        to = lambda a: torch.from_numpy(np.ascontiguousarray(np.concatenate(a))).to(device)  # noqa: E731
+        return to(zc).float(), to(zt).float(), to(lab), (to(w).float() if w else None)
+
+
 def fingerprint(cfg: FuseMapConfig, sections: Sequence[SectionData]) -> str:
     """What must match for a checkpoint to be resumed (epoch budget and device may change)."""
     d = cfg.to_dict()
@@ -72,7 +101,7 @@ def _cpu_state(module: torch.nn.Module) -> dict:
 class Trainer:
     def __init__(self, module: FuseMapModule, sections: Sequence[SectionData], cfg: FuseMapConfig,
                  device: torch.device, *, adversarial: bool, checkpoint_dir: str | os.PathLike | None = None,
-                 frozen: Sequence[torch.nn.Parameter] = ()):
+                 frozen: Sequence[torch.nn.Parameter] = (), fixed: FixedSections | None = None):
         self.module = module
         self.sections = list(sections)
         self.cfg = cfg
@@ -85,11 +114,15 @@ class Trainer:
         self.balance: list[np.ndarray] | None = None
         self.best_state: dict | None = None
         self.rng = np.random.default_rng(self.t.seed)
+        self.fixed = fixed
         frozen_ids = {id(p) for p in frozen}
         gen_params = [p for p in module.generator_parameters() if id(p) not in frozen_ids and p.requires_grad]
         self.opt_g = torch.optim.Adam(gen_params, lr=self.t.lr, weight_decay=self.t.weight_decay)
         self.opt_d = torch.optim.Adam(module.discriminator_parameters(), lr=self.t.disc_lr)
         self._fingerprint = fingerprint(cfg, self.sections)
+        self.dist = distributed.setup(device)  # one process unless launched by torchrun
+        if fixed is not None:
+            self._fingerprint += "+fixed:" + ",".join(str(len(c)) for c in fixed.cell)
 
     # -- checkpoints -----------------------------------------------------------------------------
     @property
@@ -97,7 +130,7 @@ class Trainer:
         return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_FILE
 
     def save_checkpoint(self) -> None:
-        if self.checkpoint_path is None:
+        if self.checkpoint_path is None or not self.dist.is_main:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         obj = {
@@ -109,6 +142,8 @@ class Trainer:
             "history": json.dumps(self.history),
             "best_state": self.best_state,
             "balance": None if self.balance is None else [torch.from_numpy(w) for w in self.balance],
+            "fixed_weights": (None if self.fixed is None or self.fixed.weights is None
+                              else [torch.from_numpy(w) for w in self.fixed.weights]),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
@@ -132,6 +167,8 @@ class Trainer:
         self.history = json.loads(obj["history"])
         self.best_state = obj["best_state"]
         self.balance = None if obj["balance"] is None else [w.numpy() for w in obj["balance"]]
+        if self.fixed is not None and obj.get("fixed_weights") is not None:
+            self.fixed.weights = [w.numpy() for w in obj["fixed_weights"]]
         torch.set_rng_state(obj["torch_rng"])
         if self.device.type == "cuda" and obj.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(obj["cuda_rng"], self.device)
@@ -151,7 +188,7 @@ class Trainer:
         m.train()
         sums: dict[str, float] = {}
         n = 0
-        plan = EpochPlan(self.sections, self.t.batch_size, self.rng)
+        plan = self.dist.shard(EpochPlan(self.sections, self.t.batch_size, self.rng, patch_size=self.t.patch_size))
         for blocks in iterate_blocks(self.sections, plan, m.hops, self.t.num_workers):
             blocks = [b.to(self.device) for b in blocks]
             out = m(blocks, sample=m.cfg.variational)
@@ -160,11 +197,19 @@ class Trainer:
             loss = ae
             if self.adversarial:
                 w = self._seed_weights(blocks)
-                # discriminators learn on detached embeddings
-                d_loss = (discriminator_loss(m.disc_cell(out.z_cell.detach()), out.sections, w)
-                          + discriminator_loss(m.disc_spatial(out.z_spatial.detach()), out.sections, w))
+                # discriminators learn on detached embeddings (plus the fixed sections' cells, if any)
+                dz_c, dz_t, d_sec, d_w = out.z_cell.detach(), out.z_spatial.detach(), out.sections, w
+                if self.fixed is not None:
+                    fz_c, fz_t, f_sec, f_w = self.fixed.sample(self.rng, self.t.batch_size, self.device,
+                                                               weighted=w is not None)
+                    dz_c, dz_t, d_sec = torch.cat([dz_c, fz_c]), torch.cat([dz_t, fz_t]), torch.cat([d_sec, f_sec])
+                    if w is not None:
+                        d_w = torch.cat([w, f_w if f_w is not None else torch.ones(len(f_sec), device=w.device)])
+                d_loss = (discriminator_loss(m.disc_cell(dz_c), d_sec, d_w)
+                          + discriminator_loss(m.disc_spatial(dz_t), d_sec, d_w))
                 self.opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
+                self.dist.sync_gradients(m.discriminator_parameters())
                 self.opt_d.step()
                 # encoders learn to fool them; discriminator weights get no gradient from this
                 for p in m.discriminator_parameters():
@@ -175,24 +220,27 @@ class Trainer:
                     p.requires_grad_(True)
                 adv = adv_c + adv_t
                 if self.state.lambda_dis is None:
-                    self.state.lambda_dis = float(self.t.adv_ratio * ae.item() / max(abs(adv.item()), 1e-8))
+                    ae_v, adv_v = self.dist.mean([ae.item(), adv.item()])
+                    self.state.lambda_dis = float(self.t.adv_ratio * ae_v / max(abs(adv_v), 1e-8))
                 loss = ae + self.state.lambda_dis * adv
                 logs.update(disc=d_loss.item(), adv_cell=adv_c.item(), adv_spatial=adv_t.item())
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
+            self.dist.sync_gradients(p for g in self.opt_g.param_groups for p in g["params"])
             self.opt_g.step()
             k = sum(b.n_seeds for b in blocks)
             for key, val in logs.items():
                 sums[key] = sums.get(key, 0.0) + val * k
             n += k
-        return {key: val / max(n, 1) for key, val in sums.items()}
+        *totals, n = self.dist.sum(list(sums.values()) + [n])  # over ranks
+        return {key: val / max(n, 1) for key, val in zip(sums, totals)}
 
     @torch.no_grad()
     def validation_loss(self) -> float:
         m = self.module
         m.eval()
         total, n = 0.0, 0
-        plan = EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val")
+        plan = self.dist.shard(EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val"))
         for blocks in iterate_blocks(self.sections, plan, m.hops, 0):
             blocks = [b.to(self.device) for b in blocks]
             out = m(blocks, sample=False)
@@ -200,15 +248,19 @@ class Trainer:
             total += out.losses.autoencoder(self.t.kl_weight, m.cfg.cell_recon_weight).item() * k
             n += k
         m.train()
+        total, n = self.dist.sum([total, n])  # over ranks, so early stopping agrees everywhere
         return total / max(n, 1)
 
     # -- phases -----------------------------------------------------------------------------------
     def _compute_balance(self) -> None:
         embs = [embed_section(self.module, i, s, self.device) for i, s in enumerate(self.sections)]
-        wc, summary = balance_weights([e[0] for e in embs], resolution=self.t.balance_resolution,
+        cells = [e[0] for e in embs] + (list(self.fixed.cell) if self.fixed is not None else [])
+        wc, summary = balance_weights(cells, resolution=self.t.balance_resolution,
                                       low=self.t.balance_low, high=self.t.balance_high,
                                       floor=self.t.balance_floor, seed=self.t.seed)
-        self.balance = wc
+        self.balance = wc[:len(self.sections)]
+        if self.fixed is not None:
+            self.fixed.weights = wc[len(self.sections):]
         self.state.balance_summary = summary
         log.info("balance weights: %s", summary)
 
@@ -227,17 +279,22 @@ class Trainer:
         """Train until both phases end; the caller seeds torch (see ``model.seeded``)."""
         if resume:
             self.load_checkpoint()
+        if self.dist.active:  # same weights everywhere, independent dropout/sampling noise per rank
+            self.dist.broadcast_module(self.module)
+            torch.manual_seed(self.t.seed + 7919 * self.dist.rank)
         n_phases = 2 if (self.adversarial and self.t.balance) else 1
         show = self.t.progress if self.t.progress is not None else sys.stderr.isatty()
         bar = tqdm(total=n_phases * self.t.max_epochs, initial=self.state.total_epochs if self.state.phase == 1
-                   else self.t.max_epochs + self.state.epoch, disable=not show, desc="fusemap", unit="epoch")
+                   else self.t.max_epochs + self.state.epoch, disable=not show or not self.dist.is_main, desc="fusemap", unit="epoch")
         try:
             while self.state.phase != PHASE_DONE:
                 s = self.state
                 if s.phase == PHASE_BALANCED and self.balance is None:
                     self._compute_balance()
+                    self.balance = self.dist.broadcast_object(self.balance)
                 t0 = time.perf_counter()
                 logs = self._train_epoch()
+                self.dist.broadcast_buffers(self.module)
                 val = self.validation_loss()
                 s.epoch += 1
                 s.total_epochs += 1
@@ -262,5 +319,6 @@ class Trainer:
                 self.save_checkpoint()
         finally:
             bar.close()
+        self.dist.check_in_sync(self.module)
         return self.history
 

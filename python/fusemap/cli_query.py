@@ -1,0 +1,217 @@
+"""Command-line sub-commands ``fusemap map``, ``fusemap impute`` and ``fusemap transfer``.
+
+::
+
+    fusemap map --model DIR/model QUERY.h5ad [...] --out DIR2 [--reference DIR/sections ...]
+    fusemap impute --model DIR/model SECTION.h5ad (--genes G1,G2 | --all) --out OUT.h5ad
+    fusemap transfer --model DIR/model --reference DIR/sections --labels cell_type QUERY.h5ad [...] --out DIR3
+
+``map`` writes DIR2 in the layout of ``integrate`` (``model/``, ``sections/<query>.h5ad``,
+``gene_embedding.csv``, ``history.csv``, ``figures/``); ``transfer`` writes
+``DIR3/<section>.h5ad`` with ``obs['fusemap_<labels>']`` and ``obs['fusemap_<labels>_uncertainty']``
+plus ``DIR3/transfer_summary.json``. Inputs are read through :func:`fusemap.sections.as_sections`;
+outputs are built beside the target and renamed into place; the model directory is only read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import cli
+from ._constants import CELL_EMBEDDING, SPATIAL_EMBEDDING
+from .cli import OutputDir, register, safe_filename, write_h5ad
+from .errors import FuseMapInputError, FuseMapModelError
+
+
+class _Output:
+    """An :class:`OutputDir` whose partial directory is removed again if the job fails on bad input."""
+
+    def __init__(self, target, overwrite: bool):
+        partial = Path(target).parent / f".{Path(target).name}.partial"
+        self.fresh = not partial.exists()
+        self.dir = OutputDir(target, overwrite=overwrite)
+
+    def __enter__(self) -> OutputDir:
+        return self.dir
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is not None and issubclass(kind, (FuseMapInputError, FuseMapModelError)) and self.fresh:
+            shutil.rmtree(self.dir.partial, ignore_errors=True)
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+# -- map --------------------------------------------------------------------------------------------------
+def run_map(model: str | os.PathLike, query: Any, out: str | os.PathLike, *, reference: Any = None,
+            section_key: str | None = None, overwrite: bool = False, figures: bool = True,
+            **overrides: Any):
+    """The ``map`` job: map ``query`` onto the model in ``model`` and write DIR2."""
+    from .mapping import map_query, write_query
+    from .model import read_model_dir
+    from .sections import as_sections
+
+    read_model_dir(model)  # a clear error before anything is read or created
+    queries = as_sections(query, section_key, argname="QUERY")
+    with _Output(out, overwrite) as outdir:
+        mapped = map_query(model, queries, reference=reference, checkpoint_dir=outdir.path("checkpoint"),
+                           **overrides)
+        mapped.save(outdir.path("model"), overwrite=True)
+        mapped.model_dir = str(Path(out) / "model")
+        write_query(mapped, queries)
+        for name, adata in queries.items():
+            write_h5ad(adata, outdir.path("sections", f"{safe_filename(name)}.h5ad"))
+        mapped.gene_embedding().to_csv(outdir.path("gene_embedding.csv"))
+        mapped.history_frame().to_csv(outdir.path("history.csv"), index=False)
+        if figures:
+            from .plotting import integration_figures
+
+            mapped.write()  # embeddings of the reference sections too, in memory only, for the UMAPs
+            integration_figures(mapped.sections.adatas, mapped.section_names, outdir.path("figures"),
+                                seed=mapped.config.train.seed)
+        return outdir.commit(drop=["checkpoint"])
+
+
+def _add_map(sub) -> None:
+    p = sub.add_parser("map", help="map new sections onto a trained model (its weights stay unchanged)")
+    p.add_argument("query", nargs="+", help="query .h5ad files (one section each, or several with --section-key)")
+    p.add_argument("--model", required=True, help="model directory (DIR/model written by integrate)")
+    p.add_argument("--reference", nargs="+",
+                   help="data of the model's sections: .h5ad files or folders (default: the sections/ "
+                        "folder beside --model)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-figures", action="store_true", dest="no_figures")
+    cli._add_training_args(p)
+
+
+def _cmd_map(args):
+    return run_map(args.model, args.query, args.out, reference=args.reference, section_key=args.section_key,
+                   overwrite=args.overwrite, figures=not args.no_figures, **cli._overrides(args))
+
+
+# -- impute -----------------------------------------------------------------------------------------------
+def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike, *, genes: Sequence[str] | None,
+               section_key: str | None = None, method: str | None = None, chunk_size: int = 4096,
+               overwrite: bool = False, device: str | None = None) -> Path:
+    """The ``impute`` job: imputed expression of ``genes`` (``None``: all) streamed into ``out``."""
+    from .imputation import DEFAULT_METHOD, impute, resolve_genes
+    from .model import FuseMap
+    from .sections import as_sections
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FuseMapInputError(f"--out {str(out)!r} already exists; pass --overwrite to replace it.")
+    fm = FuseMap.load(model, device=device)
+    resolve_genes(fm, genes)  # unknown genes are reported before any section is read
+    data = as_sections(sections, section_key, argname="SECTION")
+    result = impute(fm, data, genes, method=method or DEFAULT_METHOD, chunk_size=chunk_size, out=out,
+                    overwrite=True)
+    result.file.close()
+    return out
+
+
+def _add_impute(sub) -> None:
+    p = sub.add_parser("impute", help="impute genes of the model's vocabulary in a section it knows")
+    p.add_argument("sections", nargs="+", help="section .h5ad file(s) (reference or mapped query sections)")
+    p.add_argument("--model", required=True, help="model directory")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--genes", help="comma-separated gene symbols")
+    g.add_argument("--all", action="store_true", dest="all_genes", help="every gene of the vocabulary")
+    p.add_argument("--out", required=True, help="output .h5ad (cells x genes)")
+    p.add_argument("--method", choices=["decoder", "product"], help="read-out (default decoder)")
+    p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
+    p.add_argument("--chunk-size", type=int, default=4096, dest="chunk_size", help="cells per block")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+
+def _cmd_impute(args):
+    genes = None if args.all_genes else _split_list(args.genes)
+    if genes is not None and not genes:
+        raise FuseMapInputError("--genes is empty; list genes as G1,G2 or use --all.")
+    return run_impute(args.model, args.sections, args.out, genes=genes, section_key=args.section_key,
+                      method=args.method, chunk_size=args.chunk_size, overwrite=args.overwrite,
+                      device=args.device)
+
+
+# -- transfer ---------------------------------------------------------------------------------------------
+def run_transfer(model: str | os.PathLike, reference: Any, query: Any, out: str | os.PathLike, *, labels: str,
+                 hierarchy: Sequence[str] = (), embedding: str = "cell", method: str = "mlp",
+                 min_cells: int = 10, rare: str = "exclude", remap: bool = False, section_key: str | None = None,
+                 overwrite: bool = False, seed: int | None = None, **overrides: Any) -> Path:
+    """The ``transfer`` job: map raw query sections first (if needed), then transfer ``labels``."""
+    from .mapping import map_query, read_sections
+    from .model import read_model_dir
+    from .sections import SectionSet, as_sections
+    from .transfer import check_reference_labels, transfer_labels
+
+    meta = read_model_dir(model)
+    k = int(meta["config"]["config"]["model"]["n_latent"])
+    refs = read_sections(reference, argname="--reference")
+    levels = [labels, *hierarchy]
+    check_reference_labels(refs, levels)  # before any mapping
+    queries = as_sections(query, section_key, argname="QUERY")
+
+    def mapped_already(a) -> bool:
+        return all(key in a.obsm and a.obsm[key].shape[1] == k for key in (CELL_EMBEDDING, SPATIAL_EMBEDDING))
+
+    raw = [i for i, a in enumerate(queries.adatas) if remap or not mapped_already(a)]
+    with _Output(out, overwrite) as outdir:
+        if raw:
+            sub = SectionSet([queries.names[i] for i in raw], [queries.adatas[i] for i in raw])
+            if seed is not None:
+                overrides["seed"] = seed
+            map_query(model, sub, reference=refs, checkpoint_dir=outdir.path("checkpoint"), **overrides)
+        result = transfer_labels(refs, queries, labels, embedding=embedding, method=method,
+                                 hierarchy=list(hierarchy), min_cells=min_cells, rare=rare,
+                                 seed=0 if seed is None else seed)
+        for name, adata in queries.items():
+            write_h5ad(adata, outdir.path(f"{safe_filename(name)}.h5ad"))
+        summary = {**result.summary(), "mapped_here": [queries.names[i] for i in raw],
+                   "model": str(model), "query_sections": list(queries.names)}
+        with open(outdir.path("transfer_summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=1)
+        return outdir.commit(drop=["checkpoint"])
+
+
+def _add_transfer(sub) -> None:
+    p = sub.add_parser("transfer", help="transfer labels from reference sections to query sections")
+    p.add_argument("query", nargs="+", help="query .h5ad files: raw sections (mapped first) or sections "
+                                            "written by `fusemap map`")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--reference", nargs="+", required=True,
+                   help="labelled reference sections with embeddings (.h5ad files or folders, e.g. DIR/sections)")
+    p.add_argument("--labels", required=True, help="obs column of the reference to transfer")
+    p.add_argument("--hierarchy", help="comma-separated finer label columns nested in --labels")
+    p.add_argument("--embedding", choices=["cell", "spatial"], default="cell",
+                   help="cell (cell types, default) or spatial (tissue regions)")
+    p.add_argument("--method", choices=["mlp", "knn"], default="mlp")
+    p.add_argument("--min-cells", type=int, default=10, dest="min_cells",
+                   help="classes with fewer labelled reference cells are handled by --rare (default 10)")
+    p.add_argument("--rare", choices=["exclude", "other"], default="exclude")
+    p.add_argument("--remap", action="store_true", help="map the query even if it holds embeddings")
+    p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    cli._add_training_args(p)
+
+
+def _cmd_transfer(args):
+    ov = cli._overrides(args)
+    seed = ov.pop("seed", None)
+    return run_transfer(args.model, args.reference, args.query, args.out, labels=args.labels,
+                        hierarchy=_split_list(args.hierarchy), embedding=args.embedding, method=args.method,
+                        min_cells=args.min_cells, rare=args.rare, remap=args.remap, section_key=args.section_key,
+                        overwrite=args.overwrite, seed=seed, **ov)
+
+
+register(_add_map, _cmd_map, "map")
+register(_add_impute, _cmd_impute, "impute")
+register(_add_transfer, _cmd_transfer, "transfer")

@@ -1,0 +1,275 @@
+"""Query mapping: bring new sections into a trained reference's space without changing the reference.
+
+Public API
+----------
+``map_query(model_or_dir, query, section_key=None, *, reference=None, spatial_key="spatial",
+checkpoint_dir=None, resume=True, write=True, **overrides) -> FuseMap``
+    ``model_or_dir``: a trained :class:`~fusemap.FuseMap` or the directory of a saved one;
+    ``query``: new sections in any form :func:`fusemap.sections.as_sections` accepts (AnnData,
+    list/dict of AnnData, ``.h5ad`` path(s) or folder; ``section_key`` splits one AnnData);
+    ``reference``: the reference sections' data (AnnData(s), files or folders), needed when the
+    model has none attached; for a model directory ``DIR/model`` the default is ``DIR/sections``
+    (the layout ``fusemap integrate`` writes). ``overrides``: training options only
+    (``max_epochs``, ``seed``, ``batch_size``, ``lr``, ``device`` ...); architecture and
+    preprocessing are fixed by the reference. Returns the mapped model (reference + query
+    sections, extended gene vocabulary) and, with ``write``, puts ``obsm['X_fusemap_cell']``,
+    ``obsm['X_fusemap_spatial']``, ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']`` into
+    the query AnnData objects. Also available as ``model.map_query(query, ...)``.
+
+How (DESIGN.md §2.9): the reference module is copied; new encoders (and graph autoencoders and
+decoder gene offsets) are appended for the query sections and a new block of gene-embedding
+columns for genes only the query measures. Only these are trained (``Trainer(frozen=...)`` keeps
+the reference gene columns out of the optimiser; the reference networks are not even part of the
+trained view). Fresh discriminators over reference + query sections are trained on the query's
+embeddings together with fixed, precomputed reference embeddings, and the query encoders learn to
+fool them, which pulls the query into the reference space. Every reference tensor - encoders,
+gene columns, gene offsets, the reference's own discriminators - stays bit-for-bit unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._constants import CELL_EMBEDDING, GENE_EMBEDDING_VARM, RUN_RECORD, SPATIAL_EMBEDDING, SPATIAL_KEY
+from .config import TrainConfig
+from .errors import FuseMapInputError, FuseMapModelError, FuseMapWarning
+from .inference import embed_section
+from .model import FuseMap, SectionEmbedding, prepare_sections, resolve_device, seeded
+from .sections import SectionSet, as_sections
+from .training import FixedSections, Trainer
+from .validation import validate
+
+log = logging.getLogger("fusemap")
+
+MAPPING_OPTIONS = frozenset(f.name for f in fields(TrainConfig))
+"""Options a mapping may change: the training ones. Architecture, preprocessing and graph
+settings belong to the reference and are stored once for the whole mapped model."""
+
+FEW_SHARED_GENES = 10
+"""Below this many genes shared with the reference, a query is mapped but a warning is given."""
+
+
+# -- naming sections after the model ----------------------------------------------------------------
+def _safe(name: str) -> str:
+    from .cli import safe_filename
+
+    return safe_filename(name)
+
+
+def match_model_sections(sections: SectionSet, model_names: Sequence[str]) -> SectionSet:
+    """Rename sections to the model's names where they only differ by file-name spelling.
+
+    Files written by ``fusemap integrate`` are named ``safe_filename(section)``; a section read
+    from such a file is renamed back to the model's section name when that match is unambiguous.
+    """
+    known = set(model_names)
+    by_safe: dict[str, list[str]] = {}
+    for n in model_names:
+        by_safe.setdefault(_safe(n), []).append(n)
+    names = []
+    for n in sections.names:
+        if n not in known and len(by_safe.get(_safe(n), [])) == 1:
+            n = by_safe[_safe(n)][0]
+        names.append(n)
+    return SectionSet(names, list(sections.adatas), parent=sections.parent,
+                      parent_rows=list(sections.parent_rows), section_key=sections.section_key)
+
+
+def read_sections(data: Any, section_key: str | None = None, argname: str = "data") -> SectionSet:
+    """:func:`as_sections`, also accepting a list that mixes ``.h5ad`` files and folders of them."""
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
+        parts = [as_sections(d, section_key, argname=argname) for d in data]
+        return SectionSet([n for s in parts for n in s.names], [a for s in parts for a in s.adatas])
+    return as_sections(data, section_key, argname=argname)
+
+
+# -- the reference ------------------------------------------------------------------------------------
+def _reference_model(model_or_dir: Any, reference: Any, spatial_key: str, device: str | None) -> FuseMap:
+    """A trained reference model with the data of all its sections attached."""
+    if isinstance(model_or_dir, FuseMap):
+        ref = model_or_dir
+        if not ref.is_trained:
+            raise FuseMapModelError(
+                "model_or_dir is an untrained FuseMap; train it (model.train()) before mapping "
+                "queries onto it."
+            )
+        if reference is None and ref.data:
+            return ref
+        where = "the model has no section data attached"
+    elif isinstance(model_or_dir, (str, os.PathLike)):
+        path = Path(model_or_dir)
+        ref = FuseMap.load(path, device=device, spatial_key=spatial_key)
+        where = f"model {str(path)!r} was given as a directory"
+        if reference is None:
+            sibling = path.parent / "sections"
+            if sibling.is_dir():
+                reference = sibling
+    else:
+        raise FuseMapInputError(
+            f"model_or_dir: expected a trained FuseMap or the directory of a saved model; found "
+            f"{type(model_or_dir).__name__}."
+        )
+    if reference is None:
+        raise FuseMapInputError(
+            f"reference: {where}, and the reference sections' data is needed to place the query "
+            "among them (their embeddings enter the discriminators). Pass reference= the sections "
+            "the model was trained on (AnnData list, files, or the DIR/sections folder written by "
+            "`fusemap integrate`)."
+        )
+    sections = match_model_sections(read_sections(reference, argname="reference"), ref.section_names)
+    missing = [n for n in ref.section_names if n not in set(sections.names)]
+    unknown = [n for n in sections.names if n not in set(ref.section_names)]
+    if missing or unknown:
+        raise FuseMapInputError(
+            f"reference: the model has sections {ref.section_names}; the reference data holds "
+            f"{sections.names} (missing: {missing}, not in the model: {unknown}). Pass the data of "
+            "every section the model was trained on (for a model that already holds mapped "
+            "queries, the query sections too: reference=[DIR/sections, DIR2/sections])."
+        )
+    ref = copy.copy(ref)  # attach() rebinds data fields only; the caller's object keeps its own
+    return ref.attach(sections)
+
+
+def _check_overrides(overrides: dict) -> None:
+    bad = sorted(set(overrides) - MAPPING_OPTIONS)
+    if bad:
+        raise FuseMapInputError(
+            f"map_query: option(s) {bad} cannot be changed when mapping; architecture, "
+            "preprocessing and graph settings are fixed by the reference model. Options a mapping "
+            f"accepts: {sorted(MAPPING_OPTIONS)}."
+        )
+
+
+def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list[str]:
+    """Validate query sections one by one (each only needs genes in common with the reference)."""
+    problems, issued = [], []
+    clash = [n for n in query.names if n in set(ref.section_names)]
+    if clash:
+        problems.append(
+            f"query section name(s) {clash} are already sections of the reference model; give the "
+            "query sections other names (dict keys, file names or obs['section'])."
+        )
+    single = cfg.with_overrides(adversarial=False)  # one section at a time: no 'nothing to align' warning
+    for name, adata in query.items():
+        try:
+            issued += validate(SectionSet([name], [adata]), single, spatial_key=spatial_key)
+        except FuseMapInputError as exc:
+            problems.append(str(exc).split(":\n  - ", 1)[-1])
+            continue
+        symbols = [str(g) for g in adata.var_names]
+        shared = [g for g in symbols if g in ref.vocabulary]
+        if not shared:
+            problems.append(
+                f"query section {name!r} has no gene in common with the reference ({len(symbols)} "
+                f"query genes, e.g. {symbols[:5]}; reference genes e.g. {ref.vocabulary.names[:5]}). "
+                "Check that both use the same gene naming (symbols, not Ensembl IDs); "
+                f"matching is {'case-insensitive' if ref.vocabulary.gene_case == 'ignore' else 'exact'}."
+            )
+        elif len(shared) < FEW_SHARED_GENES:
+            msg = (f"query section {name!r} shares only {len(shared)} gene(s) with the reference "
+                   f"({shared}); the mapping rests on these genes alone and may be poor.")
+            warnings.warn(msg, FuseMapWarning, stacklevel=3)
+            issued.append(msg)
+    if problems:
+        raise FuseMapInputError(
+            "invalid query (" + str(len(problems)) + " problem(s)):\n  - " + "\n  - ".join(problems))
+    return issued
+
+
+# -- mapping --------------------------------------------------------------------------------------------
+def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, reference: Any = None,
+              spatial_key: str = SPATIAL_KEY, checkpoint_dir: str | os.PathLike | None = None,
+              resume: bool = True, write: bool = True, **overrides: Any) -> FuseMap:
+    """Map ``query`` sections onto a trained reference; see the module docstring."""
+    _check_overrides(overrides)
+    ref = _reference_model(model_or_dir, reference, spatial_key, overrides.get("device"))
+    cfg = ref.config.with_overrides(**overrides)
+    qsec = as_sections(query, section_key, argname="query")
+    issued = _check_query(ref, qsec, cfg, spatial_key)
+    device = resolve_device(cfg.train.device)
+
+    vocab = ref.vocabulary.extended([str(g) for a in qsec.adatas for g in a.var_names])
+    qdata, qinfo = prepare_sections(qsec, vocab, cfg, spatial_key)
+    for info in qinfo:
+        info["role"] = "query"
+    ref_emb = ref.embeddings()
+    fixed = FixedSections([ref_emb[n].cell for n in ref.section_names],
+                          [ref_emb[n].spatial for n in ref.section_names], first_label=len(qdata))
+
+    with seeded(cfg.train.seed, device):
+        core = copy.deepcopy(ref.module).to(device)
+        n_ref_blocks = len(core.gene_embedding)
+        new_ids = core.add_sections([d.genes for d in qdata], len(vocab) - len(ref.vocabulary))
+        view = core.section_view(new_ids, n_disc_classes=len(qdata) + len(ref.section_names))
+        frozen = list(core.gene_embedding)[:n_ref_blocks]
+        for p in frozen:  # no gradient is even computed for the reference gene columns
+            p.requires_grad_(False)
+        try:
+            trainer = Trainer(view, qdata, cfg, device, adversarial=cfg.train.adversarial,
+                              checkpoint_dir=checkpoint_dir, frozen=frozen, fixed=fixed)
+            history = trainer.fit(resume=resume)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
+    mapped = FuseMap.__new__(FuseMap)
+    mapped.config = cfg
+    mapped.spatial_key = spatial_key
+    mapped.vocabulary = vocab
+    mapped.section_names = list(ref.section_names) + list(qsec.names)
+    mapped.section_info = ([{**i, "role": i.get("role", "reference")} for i in ref.section_info]
+                           + qinfo)
+    mapped.sections = SectionSet(mapped.section_names, list(ref.sections.adatas) + list(qsec.adatas))
+    mapped.data = list(ref.data) + qdata
+    mapped.warnings = issued
+    mapped.adversarial = ref.adversarial
+    mapped.device = device
+    mapped.module = core
+    mapped.history = [{"stage": "map_query", **h} for h in history]
+    mapped.train_state = trainer.state
+    mapped.model_dir = None
+    # reference embeddings are unchanged by construction; only the query's are computed
+    embs = {n: ref_emb[n] for n in ref.section_names}
+    for idx, d in zip(new_ids, qdata):
+        embs[d.name] = SectionEmbedding(*embed_section(core, idx, d, device))
+    mapped._embeddings = embs
+    log.info("mapped %d query section(s) onto %d reference section(s); %d new gene(s)",
+             len(qdata), len(ref.section_names), len(vocab) - len(ref.vocabulary))
+    if write:
+        write_query(mapped, qsec)
+    return mapped
+
+
+def write_query(mapped: FuseMap, query: SectionSet) -> None:
+    """Write embeddings, gene embedding and run record into the query AnnData objects only."""
+    embs = mapped.embeddings()
+    genes = mapped.gene_embedding().to_numpy()
+    record = mapped.run_record()
+    for name, adata in query.items():
+        adata.obsm[CELL_EMBEDDING] = embs[name].cell
+        adata.obsm[SPATIAL_EMBEDDING] = embs[name].spatial
+        adata.varm[GENE_EMBEDDING_VARM] = genes[mapped.vocabulary.index_of(map(str, adata.var_names))]
+        adata.uns[RUN_RECORD] = record
+    parent = query.parent
+    if parent is not None:
+        k = mapped.config.model.n_latent
+        for key, attr in ((CELL_EMBEDDING, "cell"), (SPATIAL_EMBEDDING, "spatial")):
+            full = np.zeros((parent.n_obs, k), dtype=np.float32)
+            for name, rows in zip(query.names, query.parent_rows):
+                full[rows] = getattr(embs[name], attr)
+            parent.obsm[key] = full
+        parent.varm[GENE_EMBEDDING_VARM] = genes[mapped.vocabulary.index_of(map(str, parent.var_names))]
+        parent.uns[RUN_RECORD] = record
+
+
+def query_section_names(model: FuseMap) -> list[str]:
+    """Names of the sections that entered ``model`` by mapping (role 'query')."""
+    return [s["name"] for s in model.section_info if s.get("role") == "query"]

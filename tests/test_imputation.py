@@ -1,0 +1,140 @@
+"""Imputation: the two read-outs as documented, chunking, streaming to disk, inputs and errors."""
+
+import anndata as ad
+import numpy as np
+import pytest
+
+import fusemap
+from fusemap import FuseMap, FuseMapInputError
+from fusemap.imputation import iter_impute, resolve_genes, resolve_targets
+from fusemap.preprocess import preprocess
+
+from conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def sections():
+    return fusemap.datasets.simulate(n_sections=3, n_cells=300, n_genes=60, panel_size=40, n_shared=15, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model(sections):
+    m = FuseMap([a.copy() for a in sections], **{**FAST, "max_epochs": 25, "patience": 100, "balance": False})
+    m.train()
+    return m
+
+
+def _pearson(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + 1e-12))
+
+
+def test_measured_genes_correlate_with_the_measurement(model, sections):
+    name = model.section_names[0]
+    genes = list(map(str, sections[0].var_names))
+    imp = fusemap.impute(model, name, genes)
+    x, _ = preprocess(sections[0].X, normalized=False, target_sum=None, clip=10.0)
+    x = x.toarray()
+    r = [_pearson(imp.X[:, j], x[:, j]) for j in range(len(genes)) if x[:, j].std() > 0]
+    assert np.mean(r) > 0.5, np.mean(r)
+    assert list(imp.obs_names) == list(sections[0].obs_names)
+    assert list(imp.var_names) == genes
+    assert imp.var["measured_in"].eq(name).all()
+
+
+def test_product_is_cell_embedding_times_gene_embedding(model):
+    name = model.section_names[1]
+    imp = fusemap.impute(model, name, None, method="product")
+    expected = model.embeddings()[name].cell @ model.gene_embedding().to_numpy().T
+    np.testing.assert_allclose(imp.X, expected, rtol=1e-4, atol=1e-4)
+    assert imp.X.min() < 0  # no ReLU in the plain product
+    assert imp.uns["fusemap_imputation"]["method"] == "product"
+
+
+def test_decoder_readout_is_relu_of_smoothed_spatial_embedding(model):
+    i = 2
+    name = model.section_names[i]
+    imp = fusemap.impute(model, name, None)  # default: decoder
+    a = model.data[i].a_hat.toarray()
+    zt = model.embeddings()[name].spatial
+    h = a @ zt  # graph decoder of spatial_mode='aggregate'
+    E = model.gene_embedding().to_numpy()
+    bias = np.zeros(len(model.vocabulary), dtype=np.float32)
+    panel = model.module.panels[i].numpy()
+    bias[panel] = model.module.gene_bias[i].detach().numpy()  # only genes the section measured
+    expected = np.maximum(h @ E.T + bias, 0)
+    np.testing.assert_allclose(imp.X, expected, rtol=1e-4, atol=1e-4)
+    assert imp.X.min() >= 0
+    assert imp.uns["fusemap_imputation"]["method"] == "decoder"
+
+
+def test_chunks_give_the_same_result_and_stay_small(model):
+    targets = resolve_targets(model, None)
+    _, pos = resolve_genes(model, None)
+    big = fusemap.impute(model, genes=None)
+    small = fusemap.impute(model, genes=None, chunk_size=37, gene_chunk_size=11)
+    np.testing.assert_allclose(small.X, big.X, rtol=1e-5, atol=1e-6)
+    shapes = {blk.shape for *_, blk in iter_impute(model, targets, pos, chunk_size=37, gene_chunk_size=11)}
+    assert max(s[0] for s in shapes) == 37 and max(s[1] for s in shapes) == 11
+    assert big.n_obs == sum(d.n_obs for d in model.data) and big.n_vars == len(model.vocabulary)
+    assert big.obs["section"].tolist() == sum(([n] * d.n_obs for n, d in zip(model.section_names, model.data)), [])
+
+
+def test_streaming_to_h5ad(model, tmp_path):
+    out = tmp_path / "imputed.h5ad"
+    backed = fusemap.impute(model, genes=None, out=out, chunk_size=50, gene_chunk_size=16)
+    backed.file.close()
+    disk = ad.read_h5ad(out)
+    mem = fusemap.impute(model, genes=None)
+    np.testing.assert_array_equal(disk.X, mem.X)
+    assert list(disk.obs_names) == list(mem.obs_names) and list(disk.var_names) == list(mem.var_names)
+    assert disk.obsm["spatial"].shape == (mem.n_obs, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["imputed.h5ad"]  # no temporary leftovers
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        fusemap.impute(model, genes=None, out=out)
+
+
+def test_sections_given_as_anndata_or_file(model, sections, tmp_path):
+    name = model.section_names[1]
+    genes = ["Gene0001", "gene0002"]  # matching ignores case, results use the vocabulary's spelling
+    by_name = fusemap.impute(model, name, genes)
+    assert list(by_name.var_names) == ["Gene0001", "Gene0002"]
+    by_adata = fusemap.impute(model, sections[1][:, ::-1].copy(), genes)  # gene order does not matter
+    np.testing.assert_allclose(by_adata.X, by_name.X, rtol=1e-5, atol=1e-6)
+    path = tmp_path / f"{name}.h5ad"
+    sections[1].write_h5ad(path)
+    loaded = FuseMap.load(model.save(tmp_path / "m"))  # no data attached
+    by_file = loaded.impute(str(path), genes)
+    np.testing.assert_allclose(by_file.X, by_name.X, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_genes_are_listed(model):
+    with pytest.raises(FuseMapInputError, match=r"2 requested gene\(s\).*\['NotAGene', 'Xist'\]"):
+        fusemap.impute(model, model.section_names[0], ["Gene0001", "NotAGene", "Xist"])
+
+
+def test_unknown_sections_and_missing_data(model, sections, tmp_path):
+    with pytest.raises(FuseMapInputError, match="neither sections of the model"):
+        fusemap.impute(model, "no_such_section", ["Gene0001"])
+    stranger = sections[0].copy()
+    stranger.obs["section"] = "stranger"
+    with pytest.raises(FuseMapInputError, match="map_query"):
+        fusemap.impute(model, stranger, ["Gene0001"])
+    loaded = FuseMap.load(model.save(tmp_path / "m"))
+    with pytest.raises(FuseMapInputError, match="no section data attached"):
+        fusemap.impute(loaded)
+    short = sections[0][:, 5:].copy()
+    with pytest.raises(FuseMapInputError, match="lacks 5 of the 40 genes"):
+        fusemap.impute(model, short, ["Gene0001"])
+    with pytest.raises(FuseMapInputError, match="method="):
+        fusemap.impute(model, model.section_names[0], ["Gene0001"], method="magic")
+
+
+def test_mapped_query_sections_can_be_imputed(model, sections):
+    full = fusemap.datasets.simulate(n_sections=4, n_cells=300, n_genes=60, seed=3)[3]
+    q = full[:, [f"Gene{i:04d}" for i in range(0, 60, 2)]].copy()
+    mapped = fusemap.map_query(model, {"q": q}, max_epochs=2, balance=False)
+    imp = mapped.impute("q", ["Gene0001", "Gene0002"])  # one unmeasured, one measured gene
+    assert imp.shape == (q.n_obs, 2)
+    assert imp.var["measured_in"].tolist() == ["", "q"]
+    assert np.isfinite(imp.X).all()

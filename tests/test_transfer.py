@@ -1,0 +1,206 @@
+"""Label transfer (on constructed embeddings, so the classifier is tested on its own) and the
+command-line chain integrate -> map -> impute -> transfer."""
+
+import hashlib
+import json
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import fusemap
+from fusemap import FuseMapInputError, FuseMapWarning
+from fusemap.cli import main
+
+MAIN = {"A1": "A", "A2": "A", "B1": "B", "B2": "B", "C1": "C"}
+
+
+def embedded(n, seed, k=8, shift=0.0, rare=None):
+    """Cells in a k-dimensional embedding: one Gaussian blob per sub-class, nested in main classes."""
+    rng = np.random.default_rng(seed)
+    centres = {c: np.random.default_rng(100 + i).normal(0, 3, k) for i, c in enumerate([*MAIN, "R1"])}
+    subs = rng.choice(list(MAIN), n)
+    if rare:
+        subs = np.concatenate([subs, [rare] * 3])
+    x = np.stack([centres[s] for s in subs]) + rng.normal(0, 0.7, (len(subs), k)) + shift
+    a = ad.AnnData(np.zeros((len(subs), 1), dtype=np.float32),
+                   obs=pd.DataFrame({"sub": subs, "main": [MAIN.get(s, "R") for s in subs]},
+                                    index=[f"s{seed}_c{i}" for i in range(len(subs))]))
+    a.obsm["X_fusemap_cell"] = x.astype(np.float32)
+    a.obsm["X_fusemap_spatial"] = -x.astype(np.float32)
+    return a
+
+
+@pytest.mark.parametrize("method", ["mlp", "knn"])
+def test_transfer_recovers_labels_with_uncertainty(method):
+    ref = [embedded(400, 1), embedded(400, 2)]
+    query = embedded(300, 3, shift=0.1)
+    res = fusemap.transfer_labels(ref, query, "main", method=method)
+    truth = query.obs["main"].to_numpy()
+    acc = (query.obs["fusemap_main"].astype(str).to_numpy() == truth).mean()
+    assert acc > 0.95
+    u = query.obs["fusemap_main_uncertainty"].to_numpy()
+    assert 0 <= u.min() and u.max() <= 1
+    # wrong predictions are less certain than right ones
+    wrong = query.obs["fusemap_main"].astype(str).to_numpy() != truth
+    if wrong.any():
+        assert u[wrong].mean() > u[~wrong].mean()
+    assert res.heldout_accuracy["main"] > 0.95 and abs(res.n_heldout["main"] - 160) <= 3
+    assert res.classes["main"] == ["A", "B", "C"]
+    assert list(res.predictions.index) == list(query.obs_names)
+
+
+def test_hierarchical_transfer_keeps_sub_labels_inside_the_main_class():
+    ref = [embedded(500, 1), embedded(500, 2)]
+    query = embedded(300, 3)
+    res = fusemap.transfer_labels(ref, query, "main", hierarchy="sub")
+    main, sub = query.obs["fusemap_main"].astype(str), query.obs["fusemap_sub"].astype(str)
+    assert all(MAIN[s] == m for s, m in zip(sub, main))
+    assert (sub.to_numpy() == query.obs["sub"].to_numpy()).mean() > 0.9
+    assert res.levels == ["main", "sub"]
+    assert set(res.heldout_accuracy) == {"main", "sub"}
+    assert res.heldout_accuracy["sub"] <= res.heldout_accuracy["main"] + 1e-9
+    # C has one sub-class only: certain by construction
+    assert (query.obs.loc[main == "C", "fusemap_sub_uncertainty"] == 0).all()
+
+
+def test_rare_classes_are_named_and_handled():
+    ref = [embedded(300, 1, rare="R1"), embedded(300, 2)]
+    query = embedded(100, 3)
+    with pytest.warns(FuseMapWarning, match=r"'main'.*left out.*\{'R': 3\}"):
+        res = fusemap.transfer_labels(ref, query, "main")
+    assert res.rare_classes["main"] == {"R": 3} and "R" not in res.classes["main"]
+    assert "R" not in set(query.obs["fusemap_main"].astype(str))
+    with pytest.warns(FuseMapWarning, match="merged into 'other'"):
+        res = fusemap.transfer_labels(ref, query, "main", rare="other")
+    assert "other" in res.classes["main"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = fusemap.transfer_labels(ref, query, "main", min_cells=2)
+    assert not [w for w in caught if issubclass(w.category, FuseMapWarning)]
+    assert "R" in res.classes["main"]
+
+
+def test_unlabelled_reference_cells_are_left_out_and_counted():
+    ref = embedded(400, 1)
+    ref.obs["main"] = ref.obs["main"].astype(object)
+    ref.obs.iloc[:40, ref.obs.columns.get_loc("main")] = None
+    res = fusemap.transfer_labels(ref, embedded(100, 3), "main")
+    assert res.n_unlabelled_reference_cells["main"] == 40
+    assert "None" not in res.classes["main"] and "nan" not in res.classes["main"]
+
+
+def test_spatial_embedding_is_used_for_regions():
+    ref, query = embedded(400, 1), embedded(100, 3)
+    query.obsm["X_fusemap_cell"] = np.zeros_like(query.obsm["X_fusemap_cell"])  # useless on purpose
+    fusemap.transfer_labels(ref, query, "main", embedding="spatial", method="knn")
+    assert (query.obs["fusemap_main"].astype(str) == query.obs["main"]).mean() > 0.95
+
+
+def test_transfer_errors():
+    ref, query = embedded(200, 1), embedded(50, 3)
+    with pytest.raises(FuseMapInputError, match=r"labels missing.*no obs column\(s\) \['cell_type'\]"):
+        fusemap.transfer_labels(ref, query, "cell_type")
+    raw = query.copy()
+    del raw.obsm["X_fusemap_cell"]
+    with pytest.raises(FuseMapInputError, match="map the query onto the reference first"):
+        fusemap.transfer_labels(ref, raw, "main")
+    narrow = query.copy()
+    narrow.obsm["X_fusemap_cell"] = narrow.obsm["X_fusemap_cell"][:, :4]
+    with pytest.raises(FuseMapInputError, match="4 dimensions"):
+        fusemap.transfer_labels(ref, narrow, "main")
+    with pytest.raises(FuseMapInputError, match="embedding="):
+        fusemap.transfer_labels(ref, query, "main", embedding="gene")
+
+
+# -- command line ------------------------------------------------------------------------------------------
+def _hash_dir(path):
+    h = {}
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h[str(p.relative_to(path))] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+    return h
+
+
+FAST_ARGS = ["--epochs", "2", "--batch-size", "64", "--seed", "1", "--device", "cpu"]
+SMALL = ["--latent", "16"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    secs = fusemap.datasets.simulate(n_sections=3, n_cells=250, n_genes=60, panel_size=40, n_shared=15, seed=3)
+    files = []
+    for i, a in enumerate(secs):
+        p = tmp / f"slice{i}.h5ad"
+        a.write_h5ad(p)
+        files.append(str(p))
+    run = tmp / "run"
+    assert main(["integrate", *files[:2], "--out", str(run), "--no-figures", *FAST_ARGS, *SMALL]) == 0
+    return tmp, files, run
+
+
+def test_cli_map_impute_transfer(cli_run, capsys):
+    tmp, files, run = cli_run
+    before = _hash_dir(run / "model")
+    out2 = tmp / "mapped"
+    assert main(["map", "--model", str(run / "model"), files[2], "--out", str(out2), "--no-figures",
+                 *FAST_ARGS]) == 0
+    q = ad.read_h5ad(out2 / "sections" / "slice2.h5ad")
+    assert q.obsm["X_fusemap_cell"].shape == (250, 16)
+    mapped = fusemap.FuseMap.load(out2 / "model")
+    assert mapped.section_names == ["slice0", "slice1", "slice2"]
+    assert [s["role"] for s in mapped.section_info] == ["reference", "reference", "query"]
+    ge = pd.read_csv(out2 / "gene_embedding.csv", index_col=0)
+    assert list(ge.index) == mapped.vocabulary.names
+    assert (out2 / "history.csv").exists() and not (out2 / "checkpoint").exists()
+
+    # impute a mapped query section from the mapped model, and the whole vocabulary
+    imp_path = tmp / "imp.h5ad"
+    assert main(["impute", "--model", str(out2 / "model"), str(out2 / "sections" / "slice2.h5ad"),
+                 "--genes", "Gene0001,Gene0007", "--out", str(imp_path)]) == 0
+    imp = ad.read_h5ad(imp_path)
+    assert imp.shape == (250, 2) and list(imp.obs_names) == list(q.obs_names)
+    all_path = tmp / "all.h5ad"
+    assert main(["impute", "--model", str(run / "model"), str(run / "sections" / "slice0.h5ad"), "--all",
+                 "--out", str(all_path)]) == 0
+    assert ad.read_h5ad(all_path).shape == (250, len(fusemap.FuseMap.load(run / "model").vocabulary))
+    assert main(["impute", "--model", str(run / "model"), str(run / "sections" / "slice0.h5ad"),
+                 "--genes", "Gene0001,Nope1,Nope2", "--out", str(tmp / "bad.h5ad")]) == 2
+    assert "['Nope1', 'Nope2']" in capsys.readouterr().err
+    assert not (tmp / "bad.h5ad").exists()
+
+    # transfer onto an already mapped query and onto a raw one (mapped on the way)
+    out3 = tmp / "labels"
+    assert main(["transfer", "--model", str(run / "model"), "--reference", str(run / "sections"),
+                 "--labels", "cell_type", "--hierarchy", "region", str(out2 / "sections" / "slice2.h5ad"),
+                 "--out", str(out3)]) == 0
+    t = ad.read_h5ad(out3 / "slice2.h5ad")
+    assert {"fusemap_cell_type", "fusemap_cell_type_uncertainty", "fusemap_region"} <= set(t.obs)
+    summary = json.loads((out3 / "transfer_summary.json").read_text())
+    assert summary["mapped_here"] == [] and 0 <= summary["heldout_accuracy"]["cell_type"] <= 1
+    out4 = tmp / "labels_raw"
+    assert main(["transfer", "--model", str(run / "model"), "--reference", str(run / "sections"),
+                 "--labels", "cell_type", files[2], "--out", str(out4), *FAST_ARGS]) == 0
+    assert json.loads((out4 / "transfer_summary.json").read_text())["mapped_here"] == ["slice2"]
+    assert "fusemap_cell_type" in ad.read_h5ad(out4 / "slice2.h5ad").obs
+
+    assert _hash_dir(run / "model") == before  # the reference model directory was only read
+
+
+def test_cli_errors(cli_run, capsys):
+    tmp, files, run = cli_run
+    assert main(["map", "--model", str(tmp), files[2], "--out", str(tmp / "x")]) == 2
+    assert "not a fusemap model directory" in capsys.readouterr().err
+    assert main(["transfer", "--model", str(run / "model"), "--reference", str(run / "sections"),
+                 "--labels", "celltype", files[2], "--out", str(tmp / "y")]) == 2
+    assert "no obs column(s) ['celltype']" in capsys.readouterr().err
+    odd = ad.read_h5ad(files[2])
+    odd.var_names = [f"X{i}" for i in range(odd.n_vars)]
+    odd.write_h5ad(tmp / "odd.h5ad")
+    assert main(["map", "--model", str(run / "model"), str(tmp / "odd.h5ad"), "--out", str(tmp / "z"),
+                 *FAST_ARGS]) == 2
+    assert "no gene in common with the reference" in capsys.readouterr().err
+    assert not [p for p in tmp.iterdir() if p.name.startswith(".") or p.name in ("x", "y", "z")]
