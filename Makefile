@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export FUSEMAP_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test test-python clean
+.PHONY: setup demo test test-python bench clean
 
 setup:
 	@scripts/setup_python.sh
@@ -16,6 +16,11 @@ test-python: setup
 	$(PY) -m pytest -q
 
 test: test-python
+
+# Benchmarks against other methods in their own environments (never installed by `make test`);
+# see benchmarks/README.md. Writes benchmarks/results. BENCH_ARGS go to python -m benchmarks.run.
+bench:
+	benchmarks/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf results .pytest_cache

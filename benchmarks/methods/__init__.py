@@ -1,0 +1,46 @@
+"""One worker per method. Each is run as ``python -m benchmarks.methods.<module> --case DIR --out DIR
+--seed S [--params JSON]`` in the method's own environment, reads the case folder and writes
+``outputs.npz`` + ``meta.json`` (see ``_common.save_outputs``). Nothing here imports a method
+library at module level, so the registry can be read from any environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str                # row label in the tables
+    module: str              # benchmarks.methods.<module>
+    env: str                 # 'main' (.venv-bench or .venv), 'authors' (.venv-authors), 'r' (Rscript + main)
+    genes: str               # 'all panels' or 'shared genes only'
+    spatial: bool            # has its own spatial (niche) embedding
+    stochastic: bool         # several seeds are run
+    params: dict = field(default_factory=dict)
+    note: str = ""
+    seeds: int = 3           # seeds run by default (stochastic methods); --seeds caps it
+
+
+METHODS = {
+    "FuseMap (ours)": Method("FuseMap (ours)", "fusemap_ours", "main", "all panels", True, True,
+                             note="fusemap.integrate, default settings", seeds=2),
+    "FuseMap (ours), query mapping": Method(
+        "FuseMap (ours), query mapping", "fusemap_ours_query", "main", "all panels", True, True,
+        note="integrate the reference sections, map_query the held-out one, transfer_labels", seeds=1),
+    "FuseMap 1.1.3 (authors)": Method("FuseMap 1.1.3 (authors)", "fusemap_authors", "authors", "all panels",
+                                      True, True, note="PyPI fusemap 1.1.3, default settings, own venv", seeds=1),
+    "Harmony": Method("Harmony", "harmony", "main", "shared genes only", False, True,
+                      note="harmonypy on the PCA of the shared genes"),
+    "Scanorama": Method("Scanorama", "scanorama_", "bench", "shared genes only", False, True),
+    "scVI": Method("scVI", "scvi_", "bench", "shared genes only", False, True, {"max_epochs": 100},
+                   note="max_epochs 100 (its default here is 400; time budget)", seeds=2),
+    "Seurat v4": Method("Seurat v4", "seurat", "r", "shared genes only", False, False,
+                        note="CCA anchors + IntegrateData (deterministic: one run)"),
+    "STAGATE": Method("STAGATE", "stagate", "bench", "shared genes only", True, True,
+                      {"n_epochs": 500}, note="stagate-modern (STAGATE_pyG), 500 epochs (default 1000; "
+                      "time budget); one embedding, scored as both", seeds=2),
+    "GraphST": Method("GraphST", "graphst", "bench", "shared genes only", True, True,
+                      {"epochs": 300}, note="GraphST 1.1.1, 300 epochs (default 600; time budget); one "
+                      "embedding, scored as both", seeds=2),
+}

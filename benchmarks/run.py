@@ -1,0 +1,92 @@
+"""Run the benchmark: build the cases, run every method (in its own process and environment, timed),
+score all outputs the same way, and write tables and figures.
+
+    python -m benchmarks.run                       # everything (see benchmarks/README.md)
+    python -m benchmarks.run --methods ours,harmony --cases starmap_mosaic --seeds 1
+
+Outputs go to ``benchmarks/results`` (committed) and the method outputs to ``benchmarks/.work``
+(ignored). ``--reuse`` skips runs whose outputs already exist (same case, method, seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import cases as case_builders
+from .methods import METHODS
+from .runner import ROOT, RunResult, method_by_name, run_method
+
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", default=",".join(case_builders.CASES))
+    p.add_argument("--methods", default="all", help="comma-separated method modules or names, or 'all'")
+    p.add_argument("--seeds", type=int, default=None, help="at most this many seeds per stochastic method "
+                   "(default: each method's own number, see benchmarks/methods/__init__.py)")
+    p.add_argument("--runs-only", action="store_true", help="run the methods, do not score (score later "
+                   "with --reuse)")
+    p.add_argument("--max-cells", type=int, default=None, help="subsample every section to at most this")
+    p.add_argument("--params", default="{}", help='JSON {module: {setting: value}} passed to workers')
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is stopped")
+    p.add_argument("--work", default=str(ROOT / "benchmarks" / ".work"))
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--reuse", action="store_true", help="keep existing method outputs")
+    p.add_argument("--kbet", action="store_true", help="include kBET per label in the scIB batch score (slow)")
+    p.add_argument("--no-umap", action="store_true", help="skip the UMAP figures")
+    return p.parse_args(argv)
+
+
+def selected_methods(spec: str):
+    if spec == "all":
+        return list(METHODS.values())
+    return [method_by_name(s.strip() if s.strip() != "ours" else "fusemap_ours") for s in spec.split(",") if s.strip()]
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    os.environ.setdefault("FUSEMAP_DATA_DIR", str((ROOT / ".." / "shared" / "data").resolve()))
+    work, results = Path(args.work), Path(args.results)
+    params = json.loads(args.params)
+    methods = selected_methods(args.methods)
+    t_start = time.perf_counter()
+    runs: list[RunResult] = []
+    case_dirs = {}
+    for name in [c.strip() for c in args.cases.split(",") if c.strip()]:
+        case_dir = work / "cases" / name
+        if not (args.reuse and (case_dir / "case.json").exists()):
+            case_dir = case_builders.build_case(name, work / "cases", max_cells=args.max_cells)
+        case_dirs[name] = case_dir
+        for m in methods:
+            n_seeds = (m.seeds if args.seeds is None else min(args.seeds, m.seeds)) if m.stochastic else 1
+            for seed in range(n_seeds):
+                out = work / "runs" / name / m.module / f"seed{seed}"
+                if args.reuse and (out / "run.json").exists():
+                    runs.append(RunResult(**json.loads((out / "run.json").read_text())))
+                    continue
+                r = run_method(m, case_dir, out, seed, params.get(m.module), timeout=args.timeout)
+                if r.status != "unavailable":
+                    (out / "run.json").write_text(json.dumps(asdict(r)))
+                runs.append(r)
+                if r.status == "unavailable":
+                    break
+    if args.runs_only:
+        return 0
+    from .report import score_and_report
+
+    score_and_report(case_dirs, runs, methods, results, umap=not args.no_umap, kbet=args.kbet)
+    print(f"[bench] done in {time.perf_counter() - t_start:.0f} s; results in {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Scores shared by every method: scIB metrics on embeddings, imputation Pearson R on masked genes
+(against kNN baselines), and annotation transfer to a held-out section.
+
+All figures come from the same inputs for every method: the case folder and the worker's
+``outputs.npz``. The unintegrated embedding given to scib-metrics is the PCA of the shared genes
+(``benchmarks.methods.pca.shared_pca``), for every method.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.spatial import Delaunay
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+
+from .methods._common import load_case, log_normalise, shared_counts
+from .methods.pca import shared_pca
+
+KNN_IMPUTE_K = 15
+KNN_TRANSFER_K = 15
+
+
+@dataclass
+class Case:
+    """A case folder read once for scoring: all cells, labels, PCA of shared genes, graphs."""
+    dir: Path
+    info: dict
+    sections: list[ad.AnnData]
+    obs: pd.DataFrame
+    pca: np.ndarray
+    adjacency: sp.csr_matrix          # block-diagonal Delaunay graph with self loops, row-normalised
+    truth: dict[str, ad.AnnData] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.info["name"]
+
+
+def delaunay_mean_operator(xy: np.ndarray) -> sp.csr_matrix:
+    """Row-normalised (A + I) of the Delaunay graph: multiplying by it averages each cell with its
+    neighbours (used to give methods without a spatial embedding a neighbourhood embedding)."""
+    tri = Delaunay(xy)
+    s = tri.simplices
+    rows = np.concatenate([s[:, 0], s[:, 1], s[:, 2], s[:, 1], s[:, 2], s[:, 0]])
+    cols = np.concatenate([s[:, 1], s[:, 2], s[:, 0], s[:, 0], s[:, 1], s[:, 2]])
+    n = len(xy)
+    a = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    a.data[:] = 1.0
+    a = a + sp.identity(n, format="csr")
+    deg = np.asarray(a.sum(1)).ravel()
+    return sp.diags(1.0 / deg) @ a
+
+
+def read_case(case_dir: str | Path) -> Case:
+    info, secs = load_case(str(case_dir))
+    shared = shared_counts(info, secs)
+    blocks = [delaunay_mean_operator(np.asarray(a.obsm["spatial"], dtype=np.float64)) for a in secs]
+    truth = {}
+    tdir = Path(case_dir) / "truth"
+    if tdir.exists():
+        truth = {s: ad.read_h5ad(tdir / f"{s}.h5ad") for s in info["sections"] if (tdir / f"{s}.h5ad").exists()}
+    obs = shared.obs[["section", "cell_type", "region"]].copy()
+    return Case(Path(case_dir), info, secs, obs, shared_pca(shared), sp.block_diag(blocks, format="csr"), truth)
+
+
+def load_outputs(out_dir: str | Path, case: Case) -> dict:
+    """The worker's outputs, checked against the case's cell order."""
+    z = np.load(Path(out_dir) / "outputs.npz", allow_pickle=False)
+    meta = json.loads((Path(out_dir) / "meta.json").read_text())
+    names = z["obs_names"].astype(str)
+    if not np.array_equal(names, case.obs.index.to_numpy().astype(str)):
+        raise ValueError(f"{out_dir}: cells are not in the case's order")
+    out = {"cell": z["cell"], "spatial": z["spatial"] if "spatial" in z.files else None, "meta": meta,
+           "imputed": {}, "pred": {}}
+    for k in z.files:
+        if k.startswith("imputed::"):
+            sec = k.split("::", 1)[1]
+            out["imputed"][sec] = (meta["imputed_genes"][sec], z[k])
+        if k.startswith("pred::"):
+            key = k.split("::", 1)[1]
+            out["pred"][key] = (z[f"pred_names::{key}"].astype(str), z[k].astype(str))
+    return out
+
+
+# -- scIB -------------------------------------------------------------------------------------------
+def _exact_neighbors(x: np.ndarray, k: int):
+    from scib_metrics.nearest_neighbors import NeighborsResults
+
+    nn = NearestNeighbors(n_neighbors=k).fit(x)
+    d, i = nn.kneighbors(x)
+    return NeighborsResults(indices=i, distances=d)
+
+
+def scib_scores(case: Case, embeddings: dict[str, np.ndarray], label_key: str, kbet: bool = False) -> pd.DataFrame:
+    """scib-metrics Benchmarker (exact neighbours, no min-max scaling) on every embedding; one row
+    per embedding key with the metric columns and the three aggregate scores.
+
+    Default metrics except kBET per label unless ``kbet``: its diffusion step (ARPACK per label
+    component) takes minutes per embedding on two shared CPU cores, which would make the full
+    benchmark run for hours; the batch score is then the mean of BRAS, iLISI, graph connectivity
+    and PCR comparison."""
+    from scib_metrics.benchmark import BatchCorrection, Benchmarker
+
+    adata = ad.AnnData(np.zeros((case.obs.shape[0], 1), dtype=np.float32), obs=case.obs.copy())
+    adata.obsm["X_pca_shared"] = case.pca
+    keys = []
+    for i, (k, e) in enumerate(embeddings.items()):
+        key = f"emb{i}"
+        adata.obsm[key] = np.asarray(e, dtype=np.float32)
+        keys.append((key, k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bm = Benchmarker(adata, batch_key="section", label_key=label_key, embedding_obsm_keys=[k for k, _ in keys],
+                         pre_integrated_embedding_obsm_key="X_pca_shared", n_jobs=1, progress_bar=False,
+                         batch_correction_metrics=BatchCorrection(kbet_per_label=kbet))
+        bm.prepare(neighbor_computer=_exact_neighbors)
+        bm.benchmark()
+        res = bm.get_results(min_max_scale=False, clean_names=True)
+    res = res.drop(index="Metric Type", errors="ignore")
+    res = res.loc[[k for k, _ in keys]].astype(float)
+    res.index = [name for _, name in keys]
+    return res
+
+
+# -- imputation -------------------------------------------------------------------------------------
+def _section_lognorm(case: Case) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+    """Per section: log-normalised expression of its own panel, library sizes and target size."""
+    xs, libs, targets = [], [], []
+    for a in case.sections:
+        x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)
+        lib = x.sum(1)
+        t = float(np.median(lib[lib > 0]))
+        xs.append(log_normalise(x, t))
+        libs.append(lib)
+        targets.append(t)
+    return xs, libs, targets
+
+
+def imputation_truth(case: Case) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Measured values of each section's masked genes, normalised with that section's own panel
+    library size (what the user has), log1p."""
+    _, libs, targets = _section_lognorm(case)
+    out = {}
+    for i, s in enumerate(case.info["sections"]):
+        if s not in case.truth:
+            continue
+        t = case.truth[s]
+        genes = list(case.info["masked_genes"][s])
+        x = t[:, genes].X
+        x = x.toarray() if sp.issparse(x) else np.asarray(x)
+        out[s] = (genes, np.log1p(x / np.maximum(libs[i], 1e-12)[:, None] * targets[i]))
+    return out
+
+
+def _pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.sqrt((a ** 2).sum(0) * (b ** 2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(0) / den
+    r[den == 0] = np.nan
+    return r
+
+
+def knn_impute(case: Case, embedding: np.ndarray, k: int = KNN_IMPUTE_K) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Impute each section's masked genes as the mean log-normalised expression of its k nearest
+    cells (in ``embedding``) among the other sections that measured the gene."""
+    xs, _, _ = _section_lognorm(case)
+    sec_of = case.obs["section"].astype(str).to_numpy()
+    out = {}
+    for i, s in enumerate(case.info["sections"]):
+        genes = case.info["masked_genes"].get(s, [])
+        if not genes:
+            continue
+        target = embedding[sec_of == s]
+        pred = np.zeros((target.shape[0], len(genes)), dtype=np.float32)
+        # group genes by the set of source sections that measured them (few distinct sets)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for gi, g in enumerate(genes):
+            src = tuple(j for j, a in enumerate(case.sections) if j != i and g in set(a.var_names))
+            groups.setdefault(src, []).append(gi)
+        for src, gidx in groups.items():
+            if not src:
+                pred[:, gidx] = np.nan
+                continue
+            src_emb = np.concatenate([embedding[sec_of == case.info["sections"][j]] for j in src])
+            src_x = np.concatenate([
+                xs[j][:, [list(case.sections[j].var_names).index(genes[gi]) for gi in gidx]] for j in src])
+            nn = NearestNeighbors(n_neighbors=min(k, len(src_emb))).fit(src_emb)
+            _, idx = nn.kneighbors(target)
+            pred[:, gidx] = src_x[idx].mean(1)
+        out[s] = (list(genes), pred)
+    return out
+
+
+def imputation_scores(truth: dict, imputed: dict) -> dict[str, float]:
+    """Pearson R between imputed and measured values, per (section, gene), summarised."""
+    rs = []
+    for s, (genes, y) in truth.items():
+        if s not in imputed:
+            continue
+        pg, p = imputed[s]
+        col = {g: j for j, g in enumerate(pg)}
+        keep = [i for i, g in enumerate(genes) if g in col]
+        r = _pearson_columns(np.asarray(p)[:, [col[genes[i]] for i in keep]], y[:, keep])
+        rs.extend(r[np.isfinite(r)].tolist())
+    if not rs:
+        return {}
+    rs = np.asarray(rs)
+    return {"pearson_mean": float(rs.mean()), "pearson_median": float(np.median(rs)), "n_genes": int(rs.size)}
+
+
+# -- annotation transfer ----------------------------------------------------------------------------
+def transfer_scores(case: Case, embedding: np.ndarray, label_key: str, k: int = KNN_TRANSFER_K) -> dict[str, float]:
+    """kNN classifier on the reference sections' cells, evaluated on the held-out section's cells
+    whose true label exists in the reference (labels unique to the query cannot be transferred)."""
+    sec = case.obs["section"].astype(str).to_numpy()
+    y = case.obs[label_key].astype(str).to_numpy()
+    ref = np.isin(sec, case.info["reference"])
+    qry = sec == case.info["held_out"]
+    clf = KNeighborsClassifier(n_neighbors=k).fit(embedding[ref], y[ref])
+    pred = clf.predict(embedding[qry])
+    return label_scores(y[qry], pred, set(y[ref]))
+
+
+def label_scores(true: np.ndarray, pred: np.ndarray, known: set) -> dict[str, float]:
+    m = np.isin(true, list(known))
+    labels = sorted(known & set(true[m]))
+    return {"accuracy": float(accuracy_score(true[m], pred[m])),
+            "macro_f1": float(f1_score(true[m], pred[m], labels=labels, average="macro", zero_division=0)),
+            "n_query": int(m.sum())}
+
+
+def native_transfer_scores(case: Case, pred: tuple[np.ndarray, np.ndarray], label_key: str) -> dict[str, float]:
+    """Scores of a method's own predictions for the held-out section (``pred`` = names, labels)."""
+    names, labels = pred
+    y = case.obs[label_key].astype(str)
+    sec = case.obs["section"].astype(str).to_numpy()
+    known = set(y[np.isin(sec, case.info["reference"])])
+    return label_scores(y.loc[names].to_numpy(), np.asarray(labels), known)

@@ -1,0 +1,89 @@
+"""Smoke test of benchmarks/: our FuseMap and Harmony on a small cut of the STARmap mosaic, through the
+same command, workers, scoring and writers as the full run, so the scripts cannot rot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import require_data
+
+pytestmark = pytest.mark.realdata
+
+
+def test_cases_are_deterministic_and_labels_harmonised(tmp_path):
+    require_data("starmap_mpfc_BZ5", "starmap_mpfc_BZ9", "starmap_mpfc_BZ14", "osmfish_sscortex")
+    from benchmarks import cases
+
+    a = cases.build_case("starmap_mosaic", tmp_path / "a")
+    b = cases.build_case("starmap_mosaic", tmp_path / "b")
+    ia, ib = cases.CaseInfo.read(a), cases.CaseInfo.read(b)
+    assert ia.shared_genes == ib.shared_genes and len(ia.shared_genes) == 40
+    assert ia.masked_genes == ib.masked_genes
+    assert all(len(g) == 66 for g in ia.masked_genes.values())
+    assert ia.held_out == "BZ14" and ia.reference == ["BZ5", "BZ9"]
+
+    x = cases.build_case("starmap_osmfish", tmp_path / "x")
+    ix = cases.CaseInfo.read(x)
+    assert ix.held_out == "osmFISH" and len(ix.shared_genes) == 11
+    import anndata as ad
+    osm = ad.read_h5ad(x / ix.files[-1])
+    star = ad.read_h5ad(x / ix.files[0])
+    assert osm.n_obs == cases.OSMFISH_CELLS
+    assert set(osm.obs["region"]) <= {"L1", "L2/3", "L4", "L5", "L6"}
+    # the classes both technologies share are the ones transfer is scored on
+    shared = set(star.obs["cell_type"]) & set(osm.obs["cell_type"])
+    assert {"Excitatory", "Inhibitory", "Astrocyte", "Oligodendrocyte", "Endothelial"} <= shared
+
+
+@pytest.mark.slow
+def test_ours_and_harmony_end_to_end(tmp_path):
+    require_data()
+    from benchmarks import run
+
+    rc = run.main(["--cases", "starmap_mosaic", "--methods", "ours,harmony", "--seeds", "1",
+                   "--max-cells", "350", "--no-umap", "--work", str(tmp_path / "work"),
+                   "--results", str(tmp_path / "results"),
+                   "--params", json.dumps({"fusemap_ours": {"max_epochs": 15}})])
+    assert rc == 0
+    res = tmp_path / "results"
+    runs = pd.read_csv(res / "runs.csv")
+    assert set(runs.method) == {"FuseMap (ours)", "Harmony"}
+    assert (runs.status == "ok").all(), runs.error.tolist()
+    assert (runs.wall_seconds > 0).all() and (runs.peak_rss_mb > 50).all()
+
+    s = pd.read_csv(res / "summary.csv")
+
+    def value(method, task, metric, embedding=None):
+        q = s[(s.method == method) & (s.task == task) & (s.metric == metric)]
+        if embedding:
+            q = q[q.embedding == embedding]
+        assert len(q) == 1, (method, task, metric, embedding)
+        return float(q["mean"].iloc[0])
+
+    base = "PCA of shared genes (no integration)"
+    for m in ("FuseMap (ours)", "Harmony", base):
+        for task in ("scIB cell embedding", "scIB spatial embedding"):
+            for metric in ("Total", "Batch correction", "Bio conservation"):
+                assert 0.0 < value(m, task, metric) < 1.0
+    # integration does something: both methods mix sections better than the unintegrated PCA
+    assert value("Harmony", "scIB cell embedding", "Batch correction") > \
+        value(base, "scIB cell embedding", "Batch correction") + 0.05
+    assert value("FuseMap (ours)", "scIB cell embedding", "Batch correction") > \
+        value(base, "scIB cell embedding", "Batch correction")
+    # imputation of masked genes: kNN on any embedding carries signal
+    for m in ("FuseMap (ours)", "Harmony", base):
+        r = value(m, "imputation", "pearson_mean", "kNN on cell embedding")
+        assert 0.02 < r < 1.0
+    # annotation transfer to the held-out section beats chance (15 cell types, 4 layers)
+    for m in ("FuseMap (ours)", "Harmony"):
+        acc = s[(s.method == m) & (s.task == "transfer") & (s.metric == "accuracy")]
+        assert (acc["mean"] > 0.25).all() and len(acc) >= 2
+    md = (res / "RESULTS.md").read_text()
+    assert "| FuseMap (ours) | all panels |" in md and "Harmony *(shared genes only)*" in md
+    assert (res / "scib_starmap_mosaic.png").stat().st_size > 10_000
+    sc = pd.read_csv(res / "scores.csv")
+    assert np.isfinite(sc.value).all()
