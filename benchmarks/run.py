@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -23,7 +24,7 @@ import pandas as pd
 
 from . import cases as case_builders
 from .methods import METHODS
-from .runner import ROOT, RunResult, method_by_name, run_method
+from .runner import ROOT, SOURCE_ENV, RunResult, method_by_name, run_method
 
 
 
@@ -42,6 +43,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--reuse", action="store_true", help="keep existing method outputs")
     p.add_argument("--kbet", action="store_true", help="include kBET per label in the scIB batch score (slow)")
+    p.add_argument("--no-pin", dest="pin_source", action="store_false",
+                   help="run ours from the working tree instead of the committed version")
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP figures")
     return p.parse_args(argv)
 
@@ -52,12 +55,36 @@ def selected_methods(spec: str):
     return [method_by_name(s.strip() if s.strip() != "ours" else "fusemap_ours") for s in spec.split(",") if s.strip()]
 
 
+def pin_source(work: Path) -> str:
+    """Export the committed ``python/fusemap`` (git HEAD) to ``work/source/<commit>`` and make the
+    workers import it first, so every run of "ours" uses one recorded version of the package even
+    while the working tree changes. Returns the commit ('' when git is not available)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    dest = work / "source" / commit
+    if not (dest / "fusemap" / "__init__.py").exists():
+        tmp = dest.with_name(commit + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", "HEAD", "python/fusemap"], cwd=ROOT, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp), "--strip-components=1"], input=archive, check=True)
+        os.replace(tmp, dest)
+    os.environ[SOURCE_ENV] = str(dest)
+    return commit
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     os.environ.setdefault("FUSEMAP_DATA_DIR", str((ROOT / ".." / "shared" / "data").resolve()))
     work, results = Path(args.work), Path(args.results)
     params = json.loads(args.params)
     methods = selected_methods(args.methods)
+    commit = pin_source(work) if args.pin_source else ""
+    if commit:
+        print(f"[bench] ours from commit {commit[:10]} (exported to {os.environ[SOURCE_ENV]})")
     t_start = time.perf_counter()
     runs: list[RunResult] = []
     case_dirs = {}

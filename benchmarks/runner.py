@@ -26,6 +26,7 @@ ENV_PYTHON = {
     "r": [".venv-bench", ".venv"],
     "authors": [".venv-authors"],
 }
+SOURCE_ENV = "BENCH_FUSEMAP_SOURCE"  # a folder holding fusemap/ that workers import first (see run.py)
 ENV_SETUP = {"bench": "benchmarks/envs/bench.sh", "authors": "benchmarks/envs/authors.sh",
              "r": "benchmarks/envs/seurat.sh"}
 
@@ -41,6 +42,7 @@ class RunResult:
     peak_rss_mb: float
     out_dir: str
     error: str = ""
+    source: str = ""     # commit of the fusemap source the worker imported first ('' = working tree)
 
 
 def python_for(method: Method) -> Path | None:
@@ -76,7 +78,7 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
     env = dict(os.environ)
     env.update({"DGLBACKEND": "pytorch", "PYTHONHASHSEED": str(seed), "MPLBACKEND": "Agg",
                 "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
-                "PYTHONPATH": str(ROOT)})
+                "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get(SOURCE_ENV, ""), str(ROOT)) if p)})
     env.pop("PYTHONSTARTUP", None)
     log(f"[bench] {case} | {method.name} | seed {seed} ...")
     t0 = time.perf_counter()
@@ -102,7 +104,8 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
     if status_code == 0 and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         log(f"[bench]   ok in {wall:.0f} s, peak {peak:.0f} MB")
-        return RunResult(method.name, case, seed, "ok", wall, meta.get("fit_seconds"), peak, str(out_dir))
+        return RunResult(method.name, case, seed, "ok", wall, meta.get("fit_seconds"), peak, str(out_dir),
+                         source=Path(os.environ.get(SOURCE_ENV, "")).name)
     tail = (out_dir / "log.txt").read_text(errors="replace").strip().splitlines()
     err = next((ln for ln in reversed(tail) if ln.strip() and not ln.startswith(" ")), "") if tail else ""
     if status_code == -9:
