@@ -53,8 +53,11 @@ def _sections(n_cells: int | None = None) -> dict[str, ad.AnnData]:
 
 
 def _circles(xy: np.ndarray, ids: np.ndarray, seed: int):
+    from scipy.spatial import cKDTree
+
+    radius = 0.5 * np.median(cKDTree(xy).query(xy, k=2)[0][:, 1])  # cells about touching their neighbours
     perm = np.random.default_rng(seed).permutation(len(ids))  # element order differs from table order
-    return ShapesModel.parse(xy[perm], geometry=0, radius=np.full(len(ids), 6.0), index=ids[perm],
+    return ShapesModel.parse(xy[perm], geometry=0, radius=np.full(len(ids), radius), index=ids[perm],
                              transformations={"global": Scale([SCALE, SCALE], axes=("x", "y")),
                                               "pixels": Identity()})
 
@@ -157,6 +160,33 @@ def test_sections_come_from_the_table_with_centroids_matched_by_instance_id(stor
     np.testing.assert_allclose(pix.adatas[1].obsm["spatial"], parts["cells_BZ9"].obsm["spatial"], rtol=1e-9)
     by_col = sections_from_spatialdata(path, section_key="section")
     assert by_col.names == [parts[n].obs["section"].iloc[0] for n in parts]  # section_key values
+
+
+def test_a_table_annotating_labels_takes_the_label_centroids():
+    """Cells painted as 3x3-pixel squares into a labels raster (0.1 px per unit); label value = id."""
+    a = _sections(n_cells=120)["BZ5"]
+    xy = np.asarray(a.obsm["spatial"])
+    px = np.round(xy / 10).astype(int) + 2
+    raster = np.zeros((px[:, 1].max() + 4, px[:, 0].max() + 4), dtype=np.int32)
+    for i, (x, y) in enumerate(px):
+        raster[y - 1:y + 2, x - 1:x + 2] = i + 1
+    alive = np.flatnonzero(np.isin(np.arange(1, len(px) + 1), raster))  # squares not painted over
+    assert len(alive) > 80
+    t = a[alive].copy()
+    t.obs["cells"] = pd.Categorical(["nuclei"] * len(alive))
+    t.obs["label"] = alive + 1
+    del t.obsm["spatial"]
+    lab = Labels2DModel.parse(raster, dims=("y", "x"), transformations={"global": Scale([10.0, 10.0], axes=("y", "x"))})
+    sdata = sd.SpatialData(labels={"nuclei": lab},
+                           tables={"t": TableModel.parse(t, region="nuclei", region_key="cells", instance_key="label")})
+    secs = sections_from_spatialdata(sdata)
+    assert secs.names == ["nuclei"]
+    # centre of each square's pixels (pixel i spans [i, i+1)) in 'global' units; a square partly painted
+    # over by a neighbour moves by at most one pixel (10 units)
+    got = secs.adatas[0].obsm["spatial"]
+    err = np.abs(got - (px[alive] + 0.5) * 10.0)
+    assert err.max() <= 10.0 and np.median(err) == 0.0
+    assert np.abs(got - 25.0 - xy[alive]).max() <= 15.0  # the cells' own coordinates, up to rounding
 
 
 def test_integrate_store_writes_results_into_a_copy_and_keeps_every_element(store, integrated):
@@ -305,3 +335,7 @@ def test_clusters_on_the_tissue(integrated, tmp_path):
     cl = sdata.tables["table"].obs["fusemap_spatial_cluster"]
     assert cl.notna().all() and cl.nunique() >= 2
     assert (tmp_path / "tissue.png").stat().st_size > 10_000
+    pytest.importorskip("spatialdata_plot")
+    fig = tissue_clusters(sdata, "X_fusemap_cell", backend="spatialdata-plot")
+    assert len([ax for ax in fig.axes if ax.collections]) == 3
+    assert sdata.tables["table"].obs["fusemap_cell_cluster"].nunique() >= 2
