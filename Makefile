@@ -4,18 +4,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export FUSEMAP_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup demo test test-python bench clean
+.PHONY: setup setup-r demo test test-python test-r bench clean
 
 setup:
 	@scripts/setup_python.sh
 
+# R, SpatialExperiment and rpy2 (scripts/setup_r.sh); before the Python tests, which test fusemap.io.
+setup-r: setup
+	@scripts/setup_r.sh
+
 demo: setup
 	$(VENV)/bin/fusemap demo --out results/demo --overwrite
 
-test-python: setup
+test-python: setup setup-r
 	$(PY) -m pytest -q
 
-test: test-python
+# the R package: testthat tests and R CMD check (scripts/test_r.sh)
+test-r: setup-r
+	@scripts/test_r.sh
+
+test: test-python test-r
 
 # Benchmarks against other methods in their own environments (never installed by `make test`);
 # see benchmarks/README.md. Writes benchmarks/results. BENCH_ARGS go to python -m benchmarks.run.

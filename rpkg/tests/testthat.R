@@ -1,0 +1,4 @@
+library(testthat)
+library(FuseMap)
+
+test_check("FuseMap")

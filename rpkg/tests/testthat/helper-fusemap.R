@@ -1,0 +1,96 @@
+# Shared by all test files: where the project and the shared data are, skips, and real data
+# loaded once per test run.
+
+.cache <- new.env(parent = emptyenv())
+
+project_root <- function() {
+    dir <- normalizePath(getwd(), mustWork = FALSE)
+    repeat {
+        proj <- file.path(dir, "pyproject.toml")
+        if (file.exists(proj) && any(grepl('^name *= *"fusemap"', readLines(proj, warn = FALSE)))) {
+            return(dir)
+        }
+        if (identical(dirname(dir), dir)) return(NULL)
+        dir <- dirname(dir)
+    }
+}
+
+data_dir <- function() {
+    d <- Sys.getenv("FUSEMAP_DATA_DIR")
+    if (nzchar(d)) return(d)
+    root <- project_root()
+    if (is.null(root)) return("")
+    file.path(dirname(root), "shared", "data")
+}
+
+STARMAP <- paste0("starmap_mpfc_", c("BZ5", "BZ9", "BZ14"))
+
+# Python is required when FUSEMAP_R_STRICT is set (as `make test` does), else its absence skips.
+skip_without_python <- function() {
+    if (!fusemapAvailable()) {
+        if (nzchar(Sys.getenv("FUSEMAP_R_STRICT"))) {
+            stop("FUSEMAP_R_STRICT is set but no Python with fusemap could be started: ",
+                 "run `make setup` or set FUSEMAP_PYTHON.")
+        }
+        skip("no Python with fusemap (run `make setup` or set FUSEMAP_PYTHON)")
+    }
+}
+
+skip_without_data <- function(names = STARMAP) {
+    files <- file.path(data_dir(), paste0(names, ".h5ad"))
+    if (!all(file.exists(files))) {
+        skip(sprintf("shared data %s not found in '%s' (set FUSEMAP_DATA_DIR)",
+                     paste(names, collapse = ", "), data_dir()))
+    }
+    files
+}
+
+# The three STARmap mPFC sections as SpatialExperiments (sample_id = section), read through the
+# package's own converter.
+starmap_spes <- function() {
+    skip_without_python()
+    files <- skip_without_data()
+    if (is.null(.cache$starmap)) {
+        .cache$starmap <- lapply(files, anndata_to_spe, sample.id = "section")
+    }
+    .cache$starmap
+}
+
+# One SpatialExperiment from several (BiocGenerics' cbind has SpatialExperiment's method).
+cbind_spe <- function(spes) do.call(BiocGenerics::cbind, unname(spes))
+
+# Settings that make a training run short.
+FAST <- list(max.epochs = 2L, n.hidden = 32L, n.latent = 8L, batch.size = 256L, progress = FALSE)
+
+# Embeddings recomputed in Python from the saved model, for each section's cells given in `cells`
+# (a list name -> SpatialExperiment), in the order given. Returns list(name -> list(cell, spatial)).
+recompute_embeddings <- function(model_dir, sections) {
+    fm <- reticulate::import("fusemap", convert = FALSE)
+    io <- reticulate::import("fusemap.io", convert = FALSE)
+    adatas <- lapply(names(sections), function(nm) {
+        s <- sections[[nm]]
+        s$section <- nm
+        SingleCellExperiment::reducedDims(s) <- list()
+        suppressWarnings(spe_to_anndata(s))
+    })
+    model <- fm$FuseMap$load(model_dir, adatas, device = "cpu")
+    emb <- model$embeddings()
+    out <- lapply(names(sections), function(nm) {
+        e <- emb$`__getitem__`(nm)
+        list(cell = FuseMap:::.unwire(reticulate::py_to_r(io$to_wire(e$cell))),
+             spatial = FuseMap:::.unwire(reticulate::py_to_r(io$to_wire(e$spatial))))
+    })
+    names(out) <- names(sections)
+    out
+}
+
+# A SpatialExperiment small enough for input checks (no Python needed).
+toy_spe <- function(n = 60, genes = 12, sample_id = rep(c("a", "b"), length.out = n)) {
+    set.seed(1)
+    counts <- matrix(rpois(n * genes, 3), nrow = genes,
+                     dimnames = list(paste0("g", seq_len(genes)), paste0("c", seq_len(n))))
+    SpatialExperiment::SpatialExperiment(
+        assays = list(counts = counts, logcounts = log1p(counts)),
+        colData = S4Vectors::DataFrame(sample_id = sample_id),
+        spatialCoords = cbind(x = runif(n), y = runif(n)))
+}

@@ -1,0 +1,105 @@
+# fusemap() on real data: one SpatialExperiment with three samples, and a list of three with
+# different gene panels. Embeddings must have one row per input cell, in input order: checked by
+# recomputing every section's embeddings in Python from the saved model.
+
+check_rows_match <- function(out, model_dir, sections, tol = 1e-4) {
+    ref <- recompute_embeddings(model_dir, sections)
+    for (nm in names(sections)) {
+        cells <- which(out$FuseMap_section == nm)
+        expect_identical(length(cells), ncol(sections[[nm]]))
+        # `sections[[nm]]` lists the section's cells in the order they appear in `out`
+        for (kind in c("cell", "spatial")) {
+            got <- unname(SingleCellExperiment::reducedDim(out, paste0("FuseMap_", kind))[cells, ])
+            expect_lt(max(abs(got - ref[[nm]][[kind]])), tol)
+        }
+    }
+}
+
+test_that("fusemap() on one SpatialExperiment with three samples returns its cells in input order", {
+    spes <- starmap_spes()
+    one <- cbind_spe(spes)
+    colnames(one) <- paste(one$sample_id, colnames(one), sep = ":")
+    set.seed(7)
+    one <- one[, sample(ncol(one))]  # interleave the samples
+    model_dir <- file.path(tempdir(), "fm-one")
+    unlink(model_dir, recursive = TRUE)
+    out <- do.call(fusemap, c(list(one, model.dir = model_dir, seed = 3), FAST))
+
+    expect_s4_class(out, "SpatialExperiment")
+    expect_identical(colnames(out), colnames(one))
+    expect_identical(SummarizedExperiment::assay(out, "counts"), SummarizedExperiment::assay(one, "counts"))
+    for (kind in c("FuseMap_cell", "FuseMap_spatial")) {
+        emb <- SingleCellExperiment::reducedDim(out, kind)
+        expect_identical(dim(emb), c(ncol(one), 8L))
+        expect_identical(rownames(emb), colnames(one))
+        expect_true(all(is.finite(emb)))
+    }
+    expect_identical(out$FuseMap_section, one$sample_id)
+    md <- S4Vectors::metadata(out)$FuseMap
+    expect_identical(md$model_dir, normalizePath(model_dir))
+    expect_identical(md$run$sections, unique(one$sample_id))
+    expect_identical(as.integer(md$run$n_cells), as.integer(table(one$sample_id)[unique(one$sample_id)]))
+    expect_identical(md$sections$section, unique(one$sample_id))
+
+    model <- fusemapModel(out)
+    expect_s4_class(model, "FuseMapModel")
+    expect_identical(path(model), normalizePath(model_dir))
+    expect_identical(summary(model)$sections$section, unique(one$sample_id))
+    expect_identical(summary(model)$n_genes, nrow(one))
+    expect_identical(summary(model)$n_latent, 8L)
+    expect_output(show(model), "3 sections")
+    ge <- geneEmbedding(model)
+    expect_identical(dim(ge), c(nrow(one), 8L))
+    expect_identical(rownames(ge), rownames(one))
+
+    secs <- lapply(unique(one$sample_id), function(s) {
+        idx <- which(one$sample_id == s)
+        one[, rev(idx)]
+    })
+    names(secs) <- unique(one$sample_id)
+    # recompute with each section's cells reversed, then reverse back to `out`'s order
+    ref <- recompute_embeddings(model_dir, secs)
+    for (nm in names(secs)) {
+        cells <- which(out$FuseMap_section == nm)
+        got <- unname(SingleCellExperiment::reducedDim(out, "FuseMap_cell")[cells, ])
+        expect_lt(max(abs(got - ref[[nm]]$cell[rev(seq_along(cells)), ])), 1e-4)
+        got <- unname(SingleCellExperiment::reducedDim(out, "FuseMap_spatial")[cells, ])
+        expect_lt(max(abs(got - ref[[nm]]$spatial[rev(seq_along(cells)), ])), 1e-4)
+    }
+    .cache$one <- list(out = out, model_dir = model_dir)
+})
+
+test_that("fusemap() on a list of three sections with different panels joins them in input order", {
+    spes <- starmap_spes()
+    set.seed(11)
+    panels <- lapply(1:3, function(i) sort(sample(nrow(spes[[i]]), 120)))
+    parts <- lapply(1:3, function(i) spes[[i]][panels[[i]], ])
+    names(parts) <- c("BZ5", "BZ9", "BZ14")
+    model_dir <- file.path(tempdir(), "fm-list")
+    unlink(model_dir, recursive = TRUE)
+    out <- do.call(fusemap, c(list(parts, model.dir = model_dir), FAST))
+
+    n <- vapply(parts, ncol, 1L)
+    expect_identical(ncol(out), sum(n))
+    expect_identical(out$FuseMap_section, rep(names(parts), n))
+    genes <- unique(unlist(lapply(parts, rownames)))
+    expect_identical(rownames(out), genes)
+    for (kind in c("FuseMap_cell", "FuseMap_spatial")) {
+        expect_identical(dim(SingleCellExperiment::reducedDim(out, kind)), c(sum(n), 8L))
+    }
+    # measured genes keep their counts; genes a section did not measure are NA there
+    cols <- split(seq_len(ncol(out)), rep(1:3, n))
+    for (i in 1:3) {
+        m <- SummarizedExperiment::assay(out, "counts")[, cols[[i]]]
+        expect_identical(unname(as.matrix(m[rownames(parts[[i]]), ])),
+                         unname(as.matrix(SummarizedExperiment::assay(parts[[i]], "counts"))))
+        unmeasured <- setdiff(genes, rownames(parts[[i]]))
+        expect_true(length(unmeasured) > 0)
+        expect_true(all(is.na(as.matrix(m[unmeasured, ]))))
+    }
+    expect_identical(SpatialExperiment::spatialCoords(out)[cols[[2]], , drop = FALSE],
+                     SpatialExperiment::spatialCoords(parts[[2]]), ignore_attr = TRUE)
+    expect_identical(as.character(out$cell_type), unname(unlist(lapply(parts, function(p) as.character(p$cell_type)))))
+    expect_identical(summary(fusemapModel(out))$sections$n_genes, c(120L, 120L, 120L))
+    check_rows_match(out, model_dir, parts)
+})
