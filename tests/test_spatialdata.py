@@ -339,3 +339,72 @@ def test_clusters_on_the_tissue(integrated, tmp_path):
     fig = tissue_clusters(sdata, "X_fusemap_cell", backend="spatialdata-plot")
     assert len([ax for ax in fig.axes if ax.collections]) == 3
     assert sdata.tables["table"].obs["fusemap_cell_cluster"].nunique() >= 2
+
+
+def _query_store(path: Path) -> tuple[Path, ad.AnnData]:
+    """The BZ14 cells the reference store left out, as a store of their own (element 'query_BZ14')."""
+    require_data(*datasets.STARMAP_MPFC)
+    a = ad.read_h5ad(datasets.data_dir() / f"{datasets.STARMAP_MPFC[2]}.h5ad")
+    used = np.random.default_rng(0).choice(a.n_obs, 600, replace=False)  # as _sections(600) chose them
+    q = a[np.setdiff1d(np.arange(a.n_obs), used)].copy()
+    q.obs["cell_id"] = np.arange(q.n_obs) + 5
+    shapes = {"query_BZ14": _circles(np.asarray(q.obsm["spatial"]), q.obs["cell_id"].to_numpy(), 7)}
+    sdata = sd.SpatialData(shapes=shapes, tables={"table": _table({"query_BZ14": q})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sdata.write(path)
+    return path, q
+
+
+def test_map_transfer_and_impute_read_and_write_stores(store, integrated, tmp_path):
+    out, _ = integrated
+    qpath, q = _query_store(tmp_path / "query.zarr")
+    before = _digest(qpath)
+    # map: the reference data is found beside the model (out/starmap.zarr, no out/sections)
+    assert main(["map", "--model", str(out / "model"), str(qpath), "--out", str(tmp_path / "m"), "--epochs", "1",
+                 "--batch-size", "256", "--seed", "0", "--device", "cpu", "--no-figures"]) == 0
+    assert _digest(qpath) == before
+    mapped = tmp_path / "m" / "query.zarr"
+    t = sd.read_zarr(mapped).tables["table"]
+    assert t.obsm["X_fusemap_cell"].shape == (q.n_obs, 8) and np.isfinite(t.obsm["X_fusemap_spatial"]).all()
+    assert list(t.obs_names) == list(q.obs_names)
+    # transfer from the labelled reference store onto the mapped query store (already embedded)
+    assert main(["transfer", "--model", str(tmp_path / "m" / "model"), "--reference", str(out / "starmap.zarr"),
+                 "--labels", "cell_type", str(mapped), "--method", "knn", "--out", str(tmp_path / "t")]) == 0
+    lab = sd.read_zarr(tmp_path / "t" / "query.zarr").tables["table"].obs
+    assert lab["fusemap_cell_type"].notna().all() and lab["fusemap_cell_type_uncertainty"].between(0, 1).all()
+    # each row holds its own cell's label: the same transfer through the API, in section order
+    from fusemap.transfer import transfer_labels
+
+    api = transfer_labels(sections_from_spatialdata(out / "starmap.zarr"), sections_from_spatialdata(mapped),
+                          "cell_type", method="knn", write=False).predictions
+    assert list(api.index) == list(lab.index)
+    assert (api["fusemap_cell_type"].to_numpy() == lab["fusemap_cell_type"].astype(str).to_numpy()).all()
+    # impute into a table of its own that joins the same shapes, as a copy and in place
+    genes = "Gad1,Slc17a7"
+    assert main(["impute", "--model", str(tmp_path / "m" / "model"), str(mapped), "--genes", genes,
+                 "--out", str(tmp_path / "imp.zarr")]) == 0
+    imp = sd.read_zarr(tmp_path / "imp.zarr").tables["fusemap_imputed"]
+    assert imp.shape == (q.n_obs, 2) and list(imp.var_names) == ["Gad1", "Slc17a7"]
+    assert imp.uns["spatialdata_attrs"]["region"] == ["query_BZ14"]
+    np.testing.assert_array_equal(imp.obs["cell_id"].to_numpy(), q.obs["cell_id"].to_numpy())
+    assert main(["impute", "--model", str(tmp_path / "m" / "model"), str(mapped), "--genes", genes,
+                 "--out", str(tmp_path / "imp.h5ad")]) == 0
+    np.testing.assert_allclose(ad.read_h5ad(tmp_path / "imp.h5ad").X, imp.X, atol=1e-6)
+    kept = _digest(mapped, skip_tables=True)
+    assert main(["impute", "--model", str(tmp_path / "m" / "model"), str(mapped), "--genes", genes,
+                 "--in-place"]) == 0
+    assert _digest(mapped, skip_tables=True) == kept
+    assert sorted(sd.read_zarr(mapped).tables) == ["fusemap_imputed", "table"]
+
+
+def test_store_options_of_the_query_commands_are_checked(tmp_path, capsys):
+    h5 = tmp_path / "a.h5ad"
+    ad.AnnData(np.ones((20, 3), dtype=np.float32)).write_h5ad(h5)
+    model = str(tmp_path / "model")
+    assert main(["impute", "--model", model, str(h5), "--genes", "Gad1"]) == 2
+    assert "--out is required" in capsys.readouterr().err
+    assert main(["impute", "--model", model, str(h5), "--genes", "Gad1", "--in-place"]) == 2
+    assert "only apply to a SpatialData .zarr input" in capsys.readouterr().err
+    assert main(["map", "--model", model, str(h5), "--out", str(tmp_path / "m"), "--table", "t"]) == 2
+    assert "--table only apply to a SpatialData" in capsys.readouterr().err

@@ -11,6 +11,15 @@
 ``DIR3/<section>.h5ad`` with ``obs['fusemap_<labels>']`` and ``obs['fusemap_<labels>_uncertainty']``
 plus ``DIR3/transfer_summary.json``. Inputs are read through :func:`fusemap.sections.as_sections`;
 outputs are built beside the target and renamed into place; the model directory is only read.
+
+A SpatialData ``.zarr`` store works as the query / sections input of every command (options
+``--table``, ``--coordinate-system``, ``--in-place``; see :mod:`fusemap.cli_spatialdata`): ``map``
+and ``transfer`` then write ``DIR2/<store>.zarr`` / ``DIR3/<store>.zarr``, a copy of the store with
+the results in its tables (or, with ``--in-place``, those tables replaced in the input store);
+``impute`` with ``--out OUT.zarr`` (or ``--in-place``) adds a table ``fusemap_imputed`` annotating
+the same elements, and with ``--out OUT.h5ad`` streams the matrix as for ``.h5ad`` input. Without
+``--reference``, ``map`` also looks for a single ``.zarr`` store beside the model (the output of
+``fusemap integrate STORE.zarr``).
 """
 
 from __future__ import annotations
@@ -50,22 +59,30 @@ def _split_list(value: str | None) -> list[str]:
 # -- map --------------------------------------------------------------------------------------------------
 def run_map(model: str | os.PathLike, query: Any, out: str | os.PathLike, *, reference: Any = None,
             section_key: str | None = None, overwrite: bool = False, figures: bool = True,
+            table: Any = None, coordinate_system: str | None = None, in_place: bool = False,
             **overrides: Any):
     """The ``map`` job: map ``query`` onto the model in ``model`` and write DIR2."""
+    from .cli_spatialdata import read_inputs, sibling_store
     from .mapping import map_query, write_query
     from .model import read_model_dir
-    from .sections import as_sections
 
     read_model_dir(model)  # a clear error before anything is read or created
-    queries = as_sections(query, section_key, argname="QUERY")
+    queries = read_inputs(query, section_key, table=table, coordinate_system=coordinate_system, argname="QUERY")
+    if reference is None:
+        reference = sibling_store(model)
     with _Output(out, overwrite) as outdir:
         mapped = map_query(model, queries, reference=reference, checkpoint_dir=outdir.path("checkpoint"),
                            **overrides)
         mapped.save(outdir.path("model"), overwrite=True)
         mapped.model_dir = str(Path(out) / "model")
         write_query(mapped, queries)
-        for name, adata in queries.items():
-            write_h5ad(adata, outdir.path("sections", f"{safe_filename(name)}.h5ad"))
+        if queries.source is not None:  # a SpatialData store: results into its table(s)
+            from .cli_spatialdata import write_store_results
+
+            write_store_results(queries, outdir, in_place=in_place)
+        else:
+            for name, adata in queries.items():
+                write_h5ad(adata, outdir.path("sections", f"{safe_filename(name)}.h5ad"))
         mapped.gene_embedding().to_csv(outdir.path("gene_embedding.csv"))
         mapped.history_frame().to_csv(outdir.path("history.csv"), index=False)
         if figures:
@@ -89,28 +106,65 @@ def _add_map(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-figures", action="store_true", dest="no_figures")
     cli._add_training_args(p)
+    _add_store_args(p)
+
+
+def _add_store_args(p) -> None:
+    from .cli_spatialdata import add_store_args
+
+    add_store_args(p)
+
+
+def _store_options(args, inputs) -> dict:
+    """Store-only options checked before any work; returned as keyword arguments of a job."""
+    from .cli_spatialdata import check_store_options, store_among
+
+    check_store_options(args, store_among(inputs))
+    return {"table": args.table, "coordinate_system": args.coordinate_system, "in_place": args.in_place}
 
 
 def _cmd_map(args):
+    opts = _store_options(args, args.query)
     return run_map(args.model, args.query, args.out, reference=args.reference, section_key=args.section_key,
-                   overwrite=args.overwrite, figures=not args.no_figures, **cli._overrides(args))
+                   overwrite=args.overwrite, figures=not args.no_figures, **opts, **cli._overrides(args))
 
 
 # -- impute -----------------------------------------------------------------------------------------------
-def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike, *, genes: Sequence[str] | None,
-               section_key: str | None = None, method: str | None = None, chunk_size: int = 4096,
-               overwrite: bool = False, device: str | None = None) -> Path:
-    """The ``impute`` job: imputed expression of ``genes`` (``None``: all) streamed into ``out``."""
+def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike | None, *,
+               genes: Sequence[str] | None, section_key: str | None = None, method: str | None = None,
+               chunk_size: int = 4096, overwrite: bool = False, device: str | None = None, table: Any = None,
+               coordinate_system: str | None = None, in_place: bool = False) -> Path:
+    """The ``impute`` job: imputed expression of ``genes`` (``None``: all) streamed into ``out``.
+
+    From a SpatialData store, ``out`` ending in ``.zarr`` (or ``in_place``) gives the store with a
+    table ``fusemap_imputed`` annotating the same elements instead of an ``.h5ad`` file.
+    """
+    from .cli_spatialdata import read_inputs, write_imputed_store
     from .imputation import DEFAULT_METHOD, impute, resolve_genes
     from .model import FuseMap
-    from .sections import as_sections
 
-    out = Path(out)
-    if out.exists() and not overwrite:
+    if out is None and not in_place:
+        raise FuseMapInputError("--out is required (an .h5ad file, or a .zarr store for SpatialData input), "
+                                "unless --in-place writes into the input store.")
+    if out is not None and in_place:
+        raise FuseMapInputError("--out and --in-place exclude each other: --in-place writes the imputed "
+                                "table into the input store. Drop one of them.")
+    out = None if out is None else Path(out)
+    if out is not None and out.exists() and not overwrite:
         raise FuseMapInputError(f"--out {str(out)!r} already exists; pass --overwrite to replace it.")
     fm = FuseMap.load(model, device=device)
     resolve_genes(fm, genes)  # unknown genes are reported before any section is read
-    data = as_sections(sections, section_key, argname="SECTION")
+    data = read_inputs(sections, section_key, table=table, coordinate_system=coordinate_system,
+                       argname="SECTION")
+    to_store = in_place or out.suffix == ".zarr"
+    if to_store and data.source is None:
+        raise FuseMapInputError(
+            f"--out {str(out)!r} is a .zarr store, which needs a SpatialData store as input; the input was "
+            ".h5ad. Write the imputed matrix to an .h5ad file instead."
+        )
+    if to_store:
+        return write_imputed_store(fm, data, genes, method=method or DEFAULT_METHOD, chunk_size=chunk_size,
+                                   out=out, in_place=in_place, overwrite=overwrite)
     result = impute(fm, data, genes, method=method or DEFAULT_METHOD, chunk_size=chunk_size, out=out,
                     overwrite=True)
     result.file.close()
@@ -124,32 +178,37 @@ def _add_impute(sub) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--genes", help="comma-separated gene symbols")
     g.add_argument("--all", action="store_true", dest="all_genes", help="every gene of the vocabulary")
-    p.add_argument("--out", required=True, help="output .h5ad (cells x genes)")
+    p.add_argument("--out", help="output .h5ad (cells x genes), or .zarr: a copy of the input SpatialData store "
+                                 "with a table fusemap_imputed (required unless --in-place)")
     p.add_argument("--method", choices=["decoder", "product"], help="read-out (default decoder)")
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
     p.add_argument("--chunk-size", type=int, default=4096, dest="chunk_size", help="cells per block")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_store_args(p)
 
 
 def _cmd_impute(args):
     genes = None if args.all_genes else _split_list(args.genes)
     if genes is not None and not genes:
         raise FuseMapInputError("--genes is empty; list genes as G1,G2 or use --all.")
+    opts = _store_options(args, args.sections)
     return run_impute(args.model, args.sections, args.out, genes=genes, section_key=args.section_key,
                       method=args.method, chunk_size=args.chunk_size, overwrite=args.overwrite,
-                      device=args.device)
+                      device=args.device, **opts)
 
 
 # -- transfer ---------------------------------------------------------------------------------------------
 def run_transfer(model: str | os.PathLike, reference: Any, query: Any, out: str | os.PathLike, *, labels: str,
                  hierarchy: Sequence[str] = (), embedding: str = "cell", method: str = "mlp",
                  min_cells: int = 10, rare: str = "exclude", remap: bool = False, section_key: str | None = None,
-                 overwrite: bool = False, seed: int | None = None, **overrides: Any) -> Path:
+                 overwrite: bool = False, seed: int | None = None, table: Any = None,
+                 coordinate_system: str | None = None, in_place: bool = False, **overrides: Any) -> Path:
     """The ``transfer`` job: map raw query sections first (if needed), then transfer ``labels``."""
+    from .cli_spatialdata import read_inputs
     from .mapping import map_query, read_sections
     from .model import read_model_dir
-    from .sections import SectionSet, as_sections
+    from .sections import SectionSet
     from .transfer import check_reference_labels, transfer_labels
 
     meta = read_model_dir(model)
@@ -157,7 +216,7 @@ def run_transfer(model: str | os.PathLike, reference: Any, query: Any, out: str 
     refs = read_sections(reference, argname="--reference")
     levels = [labels, *hierarchy]
     check_reference_labels(refs, levels)  # before any mapping
-    queries = as_sections(query, section_key, argname="QUERY")
+    queries = read_inputs(query, section_key, table=table, coordinate_system=coordinate_system, argname="QUERY")
 
     def mapped_already(a) -> bool:
         return all(key in a.obsm and a.obsm[key].shape[1] == k for key in (CELL_EMBEDDING, SPATIAL_EMBEDDING))
@@ -172,8 +231,13 @@ def run_transfer(model: str | os.PathLike, reference: Any, query: Any, out: str 
         result = transfer_labels(refs, queries, labels, embedding=embedding, method=method,
                                  hierarchy=list(hierarchy), min_cells=min_cells, rare=rare,
                                  seed=0 if seed is None else seed)
-        for name, adata in queries.items():
-            write_h5ad(adata, outdir.path(f"{safe_filename(name)}.h5ad"))
+        if queries.source is not None:  # a SpatialData store: labels (and new embeddings) into its tables
+            from .cli_spatialdata import write_store_results
+
+            write_store_results(queries, outdir, in_place=in_place)
+        else:
+            for name, adata in queries.items():
+                write_h5ad(adata, outdir.path(f"{safe_filename(name)}.h5ad"))
         summary = {**result.summary(), "mapped_here": [queries.names[i] for i in raw],
                    "model": str(model), "query_sections": list(queries.names)}
         with open(outdir.path("transfer_summary.json"), "w") as fh:
@@ -201,15 +265,17 @@ def _add_transfer(sub) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     cli._add_training_args(p)
+    _add_store_args(p)
 
 
 def _cmd_transfer(args):
+    opts = _store_options(args, args.query)
     ov = cli._overrides(args)
     seed = ov.pop("seed", None)
     return run_transfer(args.model, args.reference, args.query, args.out, labels=args.labels,
                         hierarchy=_split_list(args.hierarchy), embedding=args.embedding, method=args.method,
                         min_cells=args.min_cells, rare=args.rare, remap=args.remap, section_key=args.section_key,
-                        overwrite=args.overwrite, seed=seed, **ov)
+                        overwrite=args.overwrite, seed=seed, **opts, **ov)
 
 
 register(_add_map, _cmd_map, "map")

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .errors import FuseMapInputError
 from .sections import SectionSet
 
@@ -87,3 +89,70 @@ def write_store_results(sections: SectionSet, outdir, *, in_place: bool = False)
             raise FuseMapInputError("--in-place: the SpatialData object was not read from a store.")
         return save_spatialdata(src.sdata, src.path, tables=changed, in_place=True)
     return save_spatialdata(src.sdata, outdir.path(output_store_name(sections)), tables=changed)
+
+
+def read_inputs(data, section_key: str | None = None, *, table=None, coordinate_system: str | None = None,
+                argname: str = "SECTION") -> SectionSet:
+    """:func:`fusemap.sections.as_sections`, also taking a one-element list holding a ``.zarr`` store
+    (as argparse gives it), read with the store options."""
+    from .sections import as_sections
+    from .spatialdata_io import sections_from_spatialdata
+
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
+        store = store_among(data, argname)
+        if store is not None:
+            data = store
+    if isinstance(data, (str, os.PathLike)) and _is_store(data):
+        return sections_from_spatialdata(data, section_key, table=table,
+                                         coordinate_system=coordinate_system or "global", argname=argname)
+    return as_sections(data, section_key, argname=argname)
+
+
+def _is_store(path) -> bool:
+    from .spatialdata_io import is_store
+
+    return is_store(path)
+
+
+IMPUTED_TABLE = "fusemap_imputed"
+"""Name of the table that ``fusemap impute`` adds to a SpatialData store."""
+
+
+def write_imputed_store(model, sections: SectionSet, genes, *, method: str, chunk_size: int,
+                        out: str | os.PathLike | None, in_place: bool = False, overwrite: bool = False,
+                        table_name: str = IMPUTED_TABLE) -> Path:
+    """Impute into a new table annotating the sections' elements; save a copy of the store or in place.
+
+    The imputed matrix is held in memory (cells x genes); stream it into an ``.h5ad`` instead
+    (``--out OUT.h5ad``) when it would not fit.
+    """
+    from .imputation import IMPUTATION_UNS, impute
+    from .spatialdata_io import add_imputed_table, save_spatialdata
+
+    src = sections.source
+    if not in_place:
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise FuseMapInputError(f"--out {str(out)!r} already exists; pass --overwrite to replace it.")
+    result = impute(model, sections, genes, method=method, chunk_size=chunk_size)
+    x = np.asarray(result.X)
+    blocks, start = {}, 0
+    for name, adata in sections.items():  # the result's rows follow the sections' order
+        blocks[name] = x[start:start + adata.n_obs]
+        start += adata.n_obs
+    table = add_imputed_table(src.sdata, table_name, sections, blocks, genes=list(result.var_names), overwrite=True)
+    table.var["measured_in"] = result.var["measured_in"].to_numpy()
+    table.uns[IMPUTATION_UNS] = dict(result.uns[IMPUTATION_UNS])
+    if in_place:
+        return save_spatialdata(src.sdata, src.path, tables=[table_name], in_place=True)
+    return save_spatialdata(src.sdata, out, tables=[table_name], overwrite=overwrite)
+
+
+def sibling_store(model: str | os.PathLike) -> list[str] | None:
+    """The reference data beside a model directory written from a store: ``DIR/<store>.zarr`` when
+    ``DIR/sections/`` is absent and exactly one store is there (else None: the usual rules apply)."""
+    parent = Path(model).parent
+    if (parent / "sections").is_dir():
+        return None
+    stores = sorted(p for p in parent.glob("*.zarr") if p.is_dir())
+    return [str(stores[0])] if len(stores) == 1 else None

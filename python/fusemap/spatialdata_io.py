@@ -440,7 +440,17 @@ def write_results(sections: SectionSet, sdata: Any = None) -> list[str]:
     sdata = src.sdata if sdata is None else sdata
     by_table: dict[str, list[tuple[np.ndarray, ad.AnnData]]] = {}
     for name, adata in sections.items():
+        if name not in src.rows:
+            raise FuseMapInputError(
+                f"sections: {name!r} is not a section read from the SpatialData object (those are "
+                f"{list(src.rows)}); results can only be written back for sections under their own names."
+            )
         tname, rows = src.rows[name]
+        if len(rows) != adata.n_obs:
+            raise FuseMapInputError(
+                f"sections: section {name!r} has {adata.n_obs} cells but {len(rows)} rows of table "
+                f"{tname!r} were read for it; write results back before subsetting sections."
+            )
         by_table.setdefault(tname, []).append((rows, adata))
     changed = []
     for tname, pieces in by_table.items():
