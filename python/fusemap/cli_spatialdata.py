@@ -88,7 +88,8 @@ def write_store_results(sections: SectionSet, outdir, *, in_place: bool = False)
         if src.path is None:
             raise FuseMapInputError("--in-place: the SpatialData object was not read from a store.")
         return save_spatialdata(src.sdata, src.path, tables=changed, in_place=True)
-    return save_spatialdata(src.sdata, outdir.path(output_store_name(sections)), tables=changed)
+    # the partial output directory is ours: a store left there by an interrupted run is replaced
+    return save_spatialdata(src.sdata, outdir.path(output_store_name(sections)), tables=changed, overwrite=True)
 
 
 def read_inputs(data, section_key: str | None = None, *, table=None, coordinate_system: str | None = None,
