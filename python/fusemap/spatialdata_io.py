@@ -20,7 +20,9 @@ Writing back (:func:`write_results`, called by ``FuseMap.write``)
     labels), ``varm['fusemap_gene_embedding']``, the run record in ``uns['fusemap']`` (with
     ``uns['fusemap']['spatialdata_json']`` saying where each section came from). Centroid
     coordinates computed for training are not written into the table. Imputed genes go into a
-    separate table annotating the same elements (:func:`add_imputed_table`).
+    separate table annotating the same elements (:func:`add_imputed_table`). Results land in the
+    in-memory object (``model.sections.source.sdata`` when a store path was given); nothing is
+    written to disk until :func:`save_spatialdata`.
 
 Graphs (squidpy's keys)
     The spatial graph is built with squidpy per section and stored as squidpy stores it:
