@@ -37,10 +37,8 @@ def _write_text(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def score_case(case: scoring.Case, runs: list[RunResult], methods: dict[str, Method],
-               kbet: bool = False) -> tuple[list[dict], dict]:
-    """All figures of one case as long records, plus the embeddings kept for the UMAPs."""
-    recs: list[dict] = []
+def collect(case: scoring.Case, runs: list[RunResult]) -> tuple[dict, dict]:
+    """Method outputs of one case (plus the unintegrated baseline) and the embeddings to score."""
     cell_embs: dict[str, np.ndarray] = {}
     spatial_embs: dict[str, np.ndarray] = {}
     keyinfo: dict[str, tuple[str, int, str]] = {}
@@ -65,6 +63,15 @@ def score_case(case: scoring.Case, runs: list[RunResult], methods: dict[str, Met
         elif m in DERIVED_FOR:
             spatial_embs[ks] = np.asarray(case.adjacency @ o["cell"])
             keyinfo[ks] = (m, seed, DERIVED)
+    return outputs, {"cell": cell_embs, "spatial": spatial_embs, "keyinfo": keyinfo}
+
+
+def score_case(case: scoring.Case, runs: list[RunResult], methods: dict[str, Method],
+               kbet: bool = False) -> tuple[list[dict], dict]:
+    """All figures of one case as long records, plus the embeddings kept for the UMAPs."""
+    recs: list[dict] = []
+    outputs, embs = collect(case, runs)
+    cell_embs, spatial_embs, keyinfo = embs["cell"], embs["spatial"], embs["keyinfo"]
 
     def add(m, seed, task, target, emb, metric, value):
         recs.append(dict(case=case.name, method=m, seed=seed, task=task, target=target, embedding=emb,
@@ -97,7 +104,7 @@ def score_case(case: scoring.Case, runs: list[RunResult], methods: dict[str, Met
         for label, pred in o["pred"].items():
             for metric, v in scoring.native_transfer_scores(case, pred, label).items():
                 add(m, seed, "transfer", label, NATIVE, metric, v)
-    return recs, {"cell": cell_embs, "spatial": spatial_embs, "keyinfo": keyinfo}
+    return recs, embs
 
 
 def summarise(scores: pd.DataFrame) -> pd.DataFrame:
@@ -145,7 +152,8 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame, methods: dict[str, Metho
             r = runs[(runs.case == case) & (runs.method == name)] if len(runs) else runs
             if name != BASELINE and (len(r) == 0 or (r.status != "ok").all()):
                 if len(r):
-                    lines.append(f"| {name} | {methods[name].genes} | could not run here: "
+                    what = "not run" if (r.status == "not run").all() else "could not run here"
+                    lines.append(f"| {name} | {methods[name].genes} | {what}: "
                                  f"{str(r.error.iloc[0]).replace('|', '/')} |" + " |" * (len(head) - 3))
                 continue
             ms = s[s.method == name]
@@ -259,7 +267,7 @@ def plot_umaps(case: scoring.Case, embs: dict, results: Path) -> list[Path]:
         lab = case.obs[label].astype(str).to_numpy()
         for row, k in zip(axes, keys):
             z = embs[kind][k]
-            xy = umap.UMAP(n_neighbors=15, min_dist=0.3, random_state=0, n_jobs=1).fit_transform(z)
+            xy = umap.UMAP(n_neighbors=15, min_dist=0.3, n_epochs=200, random_state=0, n_jobs=1).fit_transform(z)
             for ax, col, title in ((row[0], sec, "section"), (row[1], lab, label)):
                 cats = sorted(set(col))
                 cmap = plt.get_cmap("tab20" if len(cats) > 10 else "tab10")
@@ -275,6 +283,14 @@ def plot_umaps(case: scoring.Case, embs: dict, results: Path) -> list[Path]:
         plt.close(fig)
         paths.append(p)
     return paths
+
+
+def umaps_only(case_dirs: dict[str, Path], runs: list[RunResult], results: Path) -> None:
+    """Only the UMAP figures, from stored outputs (no scoring)."""
+    for name, d in case_dirs.items():
+        case = scoring.read_case(d)
+        _, embs = collect(case, [r for r in runs if r.case == name])
+        plot_umaps(case, embs, results)
 
 
 def score_and_report(case_dirs: dict[str, Path], runs: list[RunResult], methods: list[Method], results: Path,
@@ -317,4 +333,30 @@ def score_and_report(case_dirs: dict[str, Path], runs: list[RunResult], methods:
     if umap:
         for name, (case, embs) in kept.items():
             plot_umaps(case, embs, results)
+    return summary
+
+
+def merge(parts: list[Path], results: Path, methods: list[Method]) -> pd.DataFrame:
+    """Join result folders written by separate runs (e.g. one per case, scored in parallel) into
+    ``results``: CSVs concatenated, summary, Markdown table and scIB plots redone (no re-scoring)."""
+    results.mkdir(parents=True, exist_ok=True)
+    scores = pd.concat([pd.read_csv(Path(p) / "scores.csv") for p in parts], ignore_index=True)
+    runs = pd.concat([pd.read_csv(Path(p) / "runs.csv") for p in parts], ignore_index=True)
+    scores = scores.drop_duplicates(subset=["case", "method", "seed", "task", "target", "embedding", "metric"],
+                                    keep="last")
+    runs = runs.drop_duplicates(subset=["case", "method", "seed"], keep="last")
+    infos = {}
+    for p in parts:
+        for f in sorted(Path(p).glob("case_*.json")):
+            infos[f.stem[len("case_"):]] = json.loads(f.read_text())
+    order = {c: i for i, c in enumerate(["starmap_mosaic", "starmap_osmfish"])}
+    infos = dict(sorted(infos.items(), key=lambda kv: order.get(kv[0], 99)))
+    for name, info in infos.items():
+        _write_text(json.dumps(info, indent=1), results / f"case_{name}.json")
+    summary = summarise(scores)
+    _write_csv(scores, results / "scores.csv")
+    _write_csv(summary, results / "summary.csv")
+    _write_csv(runs, results / "runs.csv")
+    _write_text(markdown(summary, runs, {m.name: m for m in methods}, infos), results / "RESULTS.md")
+    plot_scib(summary, results)
     return summary

@@ -45,6 +45,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--kbet", action="store_true", help="include kBET per label in the scIB batch score (slow)")
     p.add_argument("--no-pin", dest="pin_source", action="store_false",
                    help="run ours from the working tree instead of the committed version")
+    p.add_argument("--score-only", action="store_true", help="run nothing: score the stored outputs "
+                   "(benchmarks/.work) of the selected methods; a run not stored is reported as not run")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="join result folders of separate runs into --results (no running, no scoring)")
+    p.add_argument("--umap-only", action="store_true", help="only draw the UMAP figures (with --reuse)")
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP figures")
     return p.parse_args(argv)
 
@@ -86,19 +91,29 @@ def main(argv=None) -> int:
     if commit:
         print(f"[bench] ours from commit {commit[:10]} (exported to {os.environ[SOURCE_ENV]})")
     t_start = time.perf_counter()
+    if args.merge:
+        from .report import merge
+        merge([Path(d) for d in args.merge], results, list(METHODS.values()))
+        print(f"[bench] merged {len(args.merge)} result folders into {results}")
+        return 0
     runs: list[RunResult] = []
     case_dirs = {}
     for name in [c.strip() for c in args.cases.split(",") if c.strip()]:
         case_dir = work / "cases" / name
-        if not (args.reuse and (case_dir / "case.json").exists()):
+        if not ((args.reuse or args.score_only or args.umap_only) and (case_dir / "case.json").exists()):
             case_dir = case_builders.build_case(name, work / "cases", max_cells=args.max_cells)
         case_dirs[name] = case_dir
         for m in methods:
             n_seeds = (m.seeds if args.seeds is None else min(args.seeds, m.seeds)) if m.stochastic else 1
             for seed in range(n_seeds):
                 out = work / "runs" / name / m.module / f"seed{seed}"
-                if args.reuse and (out / "run.json").exists():
+                if (args.reuse or args.score_only or args.umap_only) and (out / "run.json").exists():
                     runs.append(RunResult(**json.loads((out / "run.json").read_text())))
+                    continue
+                if args.score_only or args.umap_only:
+                    if seed == 0:
+                        runs.append(RunResult(m.name, name, seed, "not run", 0.0, None, 0.0, str(out),
+                                              "no stored output (not run in this benchmark run)"))
                     continue
                 r = run_method(m, case_dir, out, seed, params.get(m.module), timeout=args.timeout)
                 if r.status != "unavailable":
@@ -108,7 +123,11 @@ def main(argv=None) -> int:
                     break
     if args.runs_only:
         return 0
-    from .report import score_and_report
+    from .report import score_and_report, umaps_only
+
+    if args.umap_only:
+        umaps_only(case_dirs, runs, results)
+        return 0
 
     score_and_report(case_dirs, runs, methods, results, umap=not args.no_umap, kbet=args.kbet)
     print(f"[bench] done in {time.perf_counter() - t_start:.0f} s; results in {results}")

@@ -76,9 +76,11 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
     cmd = [str(python_for(method)), "-m", f"benchmarks.methods.{method.module}", "--case", str(case_dir),
            "--out", str(out_dir), "--seed", str(seed), "--params", json.dumps({**method.params, **(params or {})})]
     env = dict(os.environ)
+    # our pinned fusemap source; never for the authors' environment, whose package is also `fusemap`
+    source = os.environ.get(SOURCE_ENV, "") if method.env != "authors" else ""
     env.update({"DGLBACKEND": "pytorch", "PYTHONHASHSEED": str(seed), "MPLBACKEND": "Agg",
                 "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
-                "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get(SOURCE_ENV, ""), str(ROOT)) if p)})
+                "PYTHONPATH": os.pathsep.join(p for p in (source, str(ROOT)) if p)})
     env.pop("PYTHONSTARTUP", None)
     log(f"[bench] {case} | {method.name} | seed {seed} ...")
     t0 = time.perf_counter()
@@ -105,7 +107,7 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
         meta = json.loads(meta_path.read_text())
         log(f"[bench]   ok in {wall:.0f} s, peak {peak:.0f} MB")
         return RunResult(method.name, case, seed, "ok", wall, meta.get("fit_seconds"), peak, str(out_dir),
-                         source=Path(os.environ.get(SOURCE_ENV, "")).name)
+                         source=Path(source).name if source else "")
     tail = (out_dir / "log.txt").read_text(errors="replace").strip().splitlines()
     err = next((ln for ln in reversed(tail) if ln.strip() and not ln.startswith(" ")), "") if tail else ""
     if status_code == -9:
