@@ -3,7 +3,8 @@
 Main entry points: :func:`integrate` (train and write embeddings), :class:`FuseMap` (the model),
 :func:`map_query` (new sections onto a trained reference), :func:`impute` (genes from the
 embeddings), :func:`transfer_labels` (annotations from reference to query),
-:mod:`fusemap.datasets` (simulated and shared real data).
+:mod:`fusemap.datasets` (simulated and shared real data), :mod:`fusemap.tl` (atlas analyses:
+regions, nomenclatures, gene panels, proximity, imputation check) and :mod:`fusemap.pl` (their figures).
 """
 
 __version__ = "0.1.0"
@@ -35,5 +36,17 @@ __all__ = [
     "impute",
     "integrate",
     "map_query",
+    "pl",
+    "tl",
     "transfer_labels",
 ]
+
+
+def __getattr__(name: str):
+    """``fusemap.tl`` (analyses) and ``fusemap.pl`` (their figures) load on first use: importing
+    fusemap does not pull in matplotlib, scikit-learn or scanpy's plotting for them."""
+    if name in ("tl", "pl"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'fusemap' has no attribute {name!r}")
