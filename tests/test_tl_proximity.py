@@ -116,3 +116,48 @@ def test_bad_arguments_are_named():
         cell_proximity(a, "nope")
     with pytest.raises(FuseMapInputError, match="null='ring'"):
         cell_proximity(a, "cell_type", null="ring")
+
+
+@pytest.mark.realdata
+def test_starmap_geometry_shuffled_and_planted():
+    """Real STARmap coordinates and layers (three sections). Cell types shuffled within each layer:
+    no pair is called. Then 40 L5 cells of section BZ5 become 'X' and each one's nearest
+    neighbour 'Y': the X-Y pair in L5 is called, and only that pair."""
+    from scipy.spatial import cKDTree
+
+    from conftest import require_data
+    from fusemap import datasets
+
+    require_data()
+    secs = datasets.starmap_mpfc()
+    rng = np.random.default_rng(0)
+    for a in secs:
+        types = a.obs["cell_type"].astype(str).to_numpy().copy()
+        for layer in a.obs["region"].unique():
+            m = (a.obs["region"] == layer).to_numpy()
+            types[m] = rng.permutation(types[m])
+        a.obs["shuffled"] = types
+    # a radius of 1.5 median nearest-neighbour distances, 5 of them for the null's squares
+    xy = secs[0].obsm["spatial"]
+    nn = float(np.median(cKDTree(xy).query(xy, 2)[0][:, 1]))
+    kw = dict(radius=1.5 * nn, shift_radius=5 * nn, min_cells=30, seed=0)
+    res = cell_proximity(secs, "shuffled", "region", n_shifts=3000, **kw)
+    print(f"\nSTARmap shuffled within layers: {len(res.table)} pairs, min adjusted p {res.table['pval_adj'].min():.3f}")
+    assert res.significant().empty
+
+    a = secs[0]
+    l5 = np.flatnonzero((a.obs["region"] == "L5").to_numpy())
+    x = rng.choice(l5, 40, replace=False)
+    _, nbr = cKDTree(xy).query(xy[x], 2)
+    planted = a.obs["shuffled"].to_numpy().copy()
+    planted[nbr[:, 1]] = "Y"
+    planted[x] = "X"
+    a.obs["planted"] = planted
+    for b in secs[1:]:
+        b.obs["planted"] = b.obs["shuffled"]
+    n_tests = len(res.table) + 20  # X and Y add pairs in L5
+    res = cell_proximity(secs, "planted", "region", n_shifts=int(2 * n_tests / 0.05), **kw)
+    sig = res.significant()
+    print("planted on STARmap geometry:\n", sig[["region", "type_a", "type_b", "observed", "null_mean",
+                                                 "fold_change", "pval_adj"]].round(3).to_string())
+    assert list(zip(sig["region"], sig["type_a"], sig["type_b"])) == [("L5", "X", "Y")]

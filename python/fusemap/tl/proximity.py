@@ -27,6 +27,7 @@ threshold, 100 µm shifts, 1,000 draws).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from .._constants import SPATIAL_KEY
-from ..errors import FuseMapInputError
+from ..errors import FuseMapInputError, FuseMapWarning
 from ._inputs import check_positive, labelled, pooled
 
 ALL_CELLS = "all"
@@ -133,7 +134,9 @@ def cell_proximity(data: Any, cell_type_key: str, region_key: str | None = None,
         Cell types with fewer cells (or a smaller fraction of the region's cells) in a region are
         not tested there (abundance filter of the paper).
     alpha
-        Significance level used by :meth:`ProximityResult.significant`.
+        Significance level used by :meth:`ProximityResult.significant`. With T pairs tested, a lone
+        proximal pair can pass BH only when 1 / (n_shifts + 1) < alpha / T: ``n_shifts`` must
+        exceed T / alpha (a :class:`~fusemap.FuseMapWarning` says when it does not).
 
     Returns
     -------
@@ -210,6 +213,12 @@ def cell_proximity(data: Any, cell_type_key: str, region_key: str | None = None,
     table = pd.DataFrame(rows, columns=["region", "type_a", "type_b", "n_a", "n_b", "observed", "null_mean",
                                         "null_std", "fold_change", "log2_fold_change", "z", "pval"])
     table["pval_adj"] = benjamini_hochberg(table["pval"].to_numpy()) if len(table) else []
+    if len(table) and len(table) / (1 + n_shifts) >= alpha:
+        warnings.warn(
+            f"cell_proximity: {len(table)} pairs tested with n_shifts={n_shifts}; the smallest possible p-value "
+            f"1/{n_shifts + 1}, corrected over {len(table)} tests, cannot fall below alpha={alpha} for a single "
+            f"pair. Raise n_shifts above {int(np.ceil(len(table) / alpha))} or test fewer pairs (min_cells, "
+            "min_fraction).", FuseMapWarning, stacklevel=2)
     return ProximityResult(table, float(radius), float(shift_radius), int(n_shifts), float(alpha), null)
 
 
