@@ -133,14 +133,14 @@ def _cmd_map(args):
 def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike | None, *,
                genes: Sequence[str] | None, section_key: str | None = None, method: str | None = None,
                chunk_size: int = 4096, overwrite: bool = False, device: str | None = None, table: Any = None,
-               coordinate_system: str | None = None, in_place: bool = False) -> Path:
+               coordinate_system: str | None = None, in_place: bool = False, neighbors: int | None = None) -> Path:
     """The ``impute`` job: imputed expression of ``genes`` (``None``: all) streamed into ``out``.
 
     From a SpatialData store, ``out`` ending in ``.zarr`` (or ``in_place``) gives the store with a
     table ``fusemap_imputed`` annotating the same elements instead of an ``.h5ad`` file.
     """
     from .cli_spatialdata import read_inputs, write_imputed_store
-    from .imputation import DEFAULT_METHOD, impute, resolve_genes
+    from .imputation import DEFAULT_METHOD, DEFAULT_NEIGHBORS, impute, resolve_genes
     from .model import FuseMap
 
     if out is None and not in_place:
@@ -162,11 +162,15 @@ def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike |
             f"--out {str(out)!r} is a .zarr store, which needs a SpatialData store as input; the input was "
             ".h5ad. Write the imputed matrix to an .h5ad file instead."
         )
+    if to_store and neighbors is not None:
+        raise FuseMapInputError("--neighbors is not passed on to .zarr output yet (it uses the default, 50); "
+                                "drop --neighbors or write an .h5ad file.")
     if to_store:
         return write_imputed_store(fm, data, genes, method=method or DEFAULT_METHOD, chunk_size=chunk_size,
                                    out=out, in_place=in_place, overwrite=overwrite)
-    result = impute(fm, data, genes, method=method or DEFAULT_METHOD, chunk_size=chunk_size, out=out,
-                    overwrite=True)
+    result = impute(fm, data, genes, method=method or DEFAULT_METHOD,
+                    neighbors=DEFAULT_NEIGHBORS if neighbors is None else neighbors, chunk_size=chunk_size,
+                    out=out, overwrite=True)
     result.file.close()
     return out
 
@@ -181,6 +185,9 @@ def _add_impute(sub) -> None:
     p.add_argument("--out", help="output .h5ad (cells x genes), or .zarr: a copy of the input SpatialData store "
                                  "with a table fusemap_imputed (required unless --in-place)")
     p.add_argument("--method", choices=["decoder", "product"], help="read-out (default decoder)")
+    p.add_argument("--neighbors", type=int,
+                   help="average each cell's read-out input over this many nearest cells of its section in "
+                        "the cell embedding (default 50; 1 turns it off)")
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
     p.add_argument("--chunk-size", type=int, default=4096, dest="chunk_size", help="cells per block")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
@@ -195,7 +202,7 @@ def _cmd_impute(args):
     opts = _store_options(args, args.sections)
     return run_impute(args.model, args.sections, args.out, genes=genes, section_key=args.section_key,
                       method=args.method, chunk_size=args.chunk_size, overwrite=args.overwrite,
-                      device=args.device, **opts)
+                      device=args.device, neighbors=args.neighbors, **opts)
 
 
 # -- transfer ---------------------------------------------------------------------------------------------

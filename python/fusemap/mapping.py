@@ -29,6 +29,7 @@ gene columns, gene offsets, the reference's own discriminators - stays bit-for-b
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import warnings
@@ -79,8 +80,7 @@ def match_model_sections(sections: SectionSet, model_names: Sequence[str]) -> Se
         if n not in known and len(by_safe.get(_safe(n), [])) == 1:
             n = by_safe[_safe(n)][0]
         names.append(n)
-    return SectionSet(names, list(sections.adatas), parent=sections.parent,
-                      parent_rows=list(sections.parent_rows), section_key=sections.section_key)
+    return dataclasses.replace(sections, names=names)
 
 
 def read_sections(data: Any, section_key: str | None = None, argname: str = "data") -> SectionSet:
