@@ -384,6 +384,21 @@ def obsm_for_r(adata: ad.AnnData, key: str):
     return to_wire(np.asarray(adata.obsm[key], dtype=np.float64))
 
 
+def frame_for_r(df: pd.DataFrame) -> dict:
+    """A data frame (e.g. label-transfer predictions) as a frame part in the wire form."""
+    return to_wire(frame_to_part(df, "frame"))
+
+
+def imputed_for_r(adata: ad.AnnData) -> dict:
+    """An imputation result: values (cells x genes), cell and gene names, ``var['measured_in']``."""
+    x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    measured = adata.var["measured_in"] if "measured_in" in adata.var else pd.Series([""] * adata.n_vars)
+    return to_wire({"values": np.asarray(x, dtype=np.float64),
+                    "obs_names": np.asarray(adata.obs_names.astype(str), dtype=str),
+                    "var_names": np.asarray(adata.var_names.astype(str), dtype=str),
+                    "measured_in": np.asarray(measured.astype(str), dtype=str)})
+
+
 def gene_embedding_for_r(model) -> dict:
     """A model's gene embedding (genes x latent) and gene names in the wire form."""
     table = model.gene_embedding()
@@ -543,6 +558,10 @@ def _r():
     if _R_ENV is not None:
         return _R_ENV
     os.environ.setdefault("RPY2_CFFI_MODE", "ABI")  # the API build needs R's headers; ABI mode is enough
+    # rpy2 prepends R's library folders (and the system's) to LD_LIBRARY_PATH when it starts R. This
+    # process has already loaded its libraries, but child processes would inherit the change and a
+    # Python built with its own libpython could load the system's instead; put the variable back.
+    saved = os.environ.get("LD_LIBRARY_PATH")
     try:
         import rpy2.robjects as ro
     except Exception as exc:  # noqa: BLE001 - ImportError, or R missing behind rpy2
@@ -550,6 +569,11 @@ def _r():
             "fusemap.io needs R and rpy2: run scripts/setup_r.sh (installs R, SpatialExperiment and "
             f"rpy2 into .venv), or `pip install 'fusemap[r]'` where R is installed ({exc})."
         ) from exc
+    finally:
+        if saved is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = saved
     ok = ro.r('function() suppressWarnings(suppressPackageStartupMessages('
               'requireNamespace("SpatialExperiment", quietly = TRUE)))')()[0]
     if not ok:

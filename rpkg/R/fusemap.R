@@ -41,7 +41,8 @@
 #'   first appearance (a gene a section did not measure is \code{NA} in that
 #'   section's cells), \code{colData} columns are the union, assays present in
 #'   every element are kept.
-#' @seealso \code{\link{FuseMapModel}}.
+#' @seealso \code{\link{mapQuery}}, \code{\link{transferLabels}},
+#'   \code{\link{imputeGenes}}, \code{\link{FuseMapModel}}.
 #' @examples
 #' \donttest{
 #' if (fusemapAvailable()) {
@@ -88,7 +89,7 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
     emb <- .embeddings(adatas, py)
     record <- .py_call(model$run_record(), "reading the run record")
     out <- if (single) spes[[1]] else .combine(spes, secs)
-    .add_results(out, emb, secs, model.dir, record)
+    .add_results(out, emb, secs, model.dir, record, assay.type)
 }
 
 # The embeddings of every section, rows in the order of secs (the sections' cells in turn).
@@ -101,7 +102,7 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
 }
 
 # Put the embeddings (rows in section order) into `out` (cells in input order).
-.add_results <- function(out, emb, secs, model.dir, record, key = "FuseMap") {
+.add_results <- function(out, emb, secs, model.dir, record, assay.type, key = "FuseMap") {
     pos <- unlist(lapply(secs$sections, `[[`, "cols_global"))
     place <- function(m, prefix) {
         full <- matrix(NA_real_, nrow = ncol(out), ncol = ncol(m))
@@ -115,7 +116,7 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
     for (s in secs$sections) section[s$cols_global] <- s$name
     out$FuseMap_section <- section
     S4Vectors::metadata(out)[[key]] <- list(
-        model_dir = normalizePath(model.dir), run = record,
+        model_dir = normalizePath(model.dir), run = record, assay.type = assay.type,
         sections = data.frame(section = secs$names,
                               n_cells = vapply(secs$sections, function(s) length(s$cols), 1L)))
     out
@@ -313,10 +314,11 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
     .py$defaults
 }
 
-# A minimal AnnData for one section: counts (cells x genes), coordinates, and its name.
+# A minimal AnnData for one section: counts (cells x genes), coordinates, and its name. Cells are
+# named "cell<column in the result>", unique across the sections of one call.
 .section_anndata <- function(s, py) {
     n <- ncol(s$counts)
-    parts <- list(n_obs = n, n_vars = nrow(s$counts), obs_names = paste0("cell", seq_len(n)),
+    parts <- list(n_obs = n, n_vars = nrow(s$counts), obs_names = paste0("cell", s$cols_global),
                   var_names = s$genes, X_name = "counts", assay_names = "counts",
                   assays = list(.matrix_to_part(s$counts)),
                   obs = list(names = "section",

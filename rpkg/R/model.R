@@ -9,11 +9,13 @@
 #'   \code{model.save()} in Python or \code{fusemap integrate} (its
 #'   \code{model/} folder).
 #' @param object,x A \code{FuseMapModel}; for \code{fusemapModel()} a
-#'   \code{SpatialExperiment} returned by \code{\link{fusemap}()}.
+#'   \code{SpatialExperiment} returned by \code{\link{fusemap}()} or
+#'   \code{\link{mapQuery}()}.
 #' @param ... Not used.
 #' @return \code{FuseMapModel()} and \code{fusemapModel()}: a
 #'   \code{FuseMapModel}. \code{path()}: the directory. \code{summary()}: a
-#'   list with the sections (name, cells, genes), the number of genes in the
+#'   list with the sections (name, cells, genes, role: reference or query),
+#'   each section's panel (\code{panels}), the number of genes in the
 #'   model's vocabulary, the latent size, the epochs trained in each phase and
 #'   the FuseMap version. \code{geneEmbedding()}: a genes x latent matrix over
 #'   the union of all panels (needs Python).
@@ -64,9 +66,13 @@ FuseMapModel <- function(path) {
         section = vapply(secs, function(s) as.character(s$name), character(1)),
         n_cells = vapply(secs, function(s) as.integer(s$n_obs), integer(1)),
         n_genes = vapply(secs, function(s) length(s$genes), integer(1)))
+    sections$role <- vapply(secs, function(s) if (is.null(s$role)) "reference" else as.character(s$role),
+                            character(1))
+    panels <- lapply(secs, function(s) as.character(unlist(s$genes)))
+    names(panels) <- sections$section
     ts <- cfg$train_state
     summary <- list(
-        sections = sections, n_genes = length(genes$genes),
+        sections = sections, panels = panels, n_genes = length(genes$genes),
         n_latent = as.integer(cfg$config$model$n_latent),
         spatial_mode = as.character(cfg$config$model$spatial_mode),
         epochs_per_phase = if (is.null(ts)) integer(0) else as.integer(unlist(ts$epochs_per_phase)),
@@ -112,7 +118,7 @@ fusemapModel <- function(x) {
     md <- S4Vectors::metadata(x)$FuseMap
     if (is.null(md) || is.null(md$model_dir)) {
         cli::cli_abort(c("{.arg x} holds no FuseMap result.",
-                         i = "Pass the object returned by {.fn fusemap}."))
+                         i = "Pass the object returned by {.fn fusemap} or {.fn mapQuery}."))
     }
     FuseMapModel(md$model_dir)
 }

@@ -92,10 +92,12 @@
         })
 }
 
-.frame_from_part <- function(p, rn) {
+.frame_from_part <- function(p, rn, n = length(rn)) {
     cols <- lapply(p$columns, .column_from_part)
     names(cols) <- as.character(p$names)
-    out <- S4Vectors::DataFrame(row.names = rn)
+    if (is.null(rn) && length(cols)) n <- length(cols[[1]])
+    out <- methods::new("DFrame", nrows = as.integer(n))
+    if (!is.null(rn)) rownames(out) <- rn
     for (nm in names(cols)) {
         out[[nm]] <- cols[[nm]]
     }
@@ -191,6 +193,9 @@
     }
     if (is.factor(v)) {
         v <- as.character(v)
+    }
+    if (is.data.frame(v)) {
+        v <- lapply(as.list(v), function(col) if (is.factor(col)) as.character(col) else col)
     }
     if (is.list(v) && !is.object(v)) {
         nm <- names(v)

@@ -60,7 +60,14 @@ starmap_spes <- function() {
 cbind_spe <- function(spes) do.call(BiocGenerics::cbind, unname(spes))
 
 # Settings that make a training run short.
-FAST <- list(max.epochs = 2L, n.hidden = 32L, n.latent = 8L, batch.size = 256L, progress = FALSE)
+# Balance weights are off: they need a Leiden clustering whose numba compilation alone takes longer
+# than these trainings.
+FAST <- list(max.epochs = 2L, n.hidden = 32L, n.latent = 8L, batch.size = 256L, progress = FALSE,
+             balance = FALSE)
+
+# A reference trained long enough for label transfer to beat the majority class clearly.
+REF <- list(max.epochs = 10L, n.hidden = 64L, n.latent = 16L, batch.size = 256L, progress = FALSE,
+            balance = FALSE)
 
 # Embeddings recomputed in Python from the saved model, for each section's cells given in `cells`
 # (a list name -> SpatialExperiment), in the order given. Returns list(name -> list(cell, spatial)).
@@ -93,4 +100,45 @@ toy_spe <- function(n = 60, genes = 12, sample_id = rep(c("a", "b"), length.out 
         assays = list(counts = counts, logcounts = log1p(counts)),
         colData = S4Vectors::DataFrame(sample_id = sample_id),
         spatialCoords = cbind(x = runif(n), y = runif(n)))
+}
+
+# fusemap() on the three STARmap sections in one SpatialExperiment (cells interleaved); trained
+# once per test run and shared by the tests that need a reference.
+reference_result <- function() {
+    if (is.null(.cache$one)) {
+        one <- cbind_spe(starmap_spes())
+        colnames(one) <- paste(one$sample_id, colnames(one), sep = ":")
+        set.seed(7)
+        one <- one[, sample(ncol(one))]
+        model_dir <- file.path(tempdir(), "fm-one")
+        unlink(model_dir, recursive = TRUE)
+        out <- do.call(fusemap, c(list(one, model.dir = model_dir, seed = 3), REF))
+        .cache$one <- list(input = one, out = out, model_dir = model_dir)
+    }
+    .cache$one
+}
+
+# Each section's cells of a fusemap() result, with the genes it was trained on.
+model_sections <- function(result) {
+    panels <- summary(fusemapModel(result))$panels
+    out <- lapply(names(panels), function(nm) result[panels[[nm]], result$FuseMap_section == nm])
+    names(out) <- names(panels)
+    out
+}
+
+# Figures worth reporting (accuracy, correlation) go to the file named by FUSEMAP_R_FIGURES, if set.
+record_figure <- function(name, value) {
+    f <- Sys.getenv("FUSEMAP_R_FIGURES")
+    if (nzchar(f)) cat(sprintf("%s\t%.4f\n", name, value), file = f, append = TRUE)
+}
+
+# Pearson correlation per gene between an imputed matrix (genes x cells) and log-normalised counts.
+gene_correlations <- function(imputed, counts) {
+    counts <- as.matrix(counts)
+    lib <- colSums(counts)
+    norm <- log1p(t(t(counts) / pmax(lib, 1)) * stats::median(lib))
+    vapply(rownames(imputed), function(g) {
+        if (stats::sd(norm[g, ]) == 0 || stats::sd(imputed[g, ]) == 0) return(NA_real_)
+        stats::cor(imputed[g, ], norm[g, ])
+    }, numeric(1))
 }

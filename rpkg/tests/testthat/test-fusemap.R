@@ -16,21 +16,16 @@ check_rows_match <- function(out, model_dir, sections, tol = 1e-4) {
 }
 
 test_that("fusemap() on one SpatialExperiment with three samples returns its cells in input order", {
-    spes <- starmap_spes()
-    one <- cbind_spe(spes)
-    colnames(one) <- paste(one$sample_id, colnames(one), sep = ":")
-    set.seed(7)
-    one <- one[, sample(ncol(one))]  # interleave the samples
-    model_dir <- file.path(tempdir(), "fm-one")
-    unlink(model_dir, recursive = TRUE)
-    out <- do.call(fusemap, c(list(one, model.dir = model_dir, seed = 3), FAST))
-
+    ref <- reference_result()  # the three sections in one object, samples interleaved
+    one <- ref$input
+    out <- ref$out
+    model_dir <- ref$model_dir
     expect_s4_class(out, "SpatialExperiment")
     expect_identical(colnames(out), colnames(one))
     expect_identical(SummarizedExperiment::assay(out, "counts"), SummarizedExperiment::assay(one, "counts"))
     for (kind in c("FuseMap_cell", "FuseMap_spatial")) {
         emb <- SingleCellExperiment::reducedDim(out, kind)
-        expect_identical(dim(emb), c(ncol(one), 8L))
+        expect_identical(dim(emb), c(ncol(one), 16L))
         expect_identical(rownames(emb), colnames(one))
         expect_true(all(is.finite(emb)))
     }
@@ -46,10 +41,10 @@ test_that("fusemap() on one SpatialExperiment with three samples returns its cel
     expect_identical(path(model), normalizePath(model_dir))
     expect_identical(summary(model)$sections$section, unique(one$sample_id))
     expect_identical(summary(model)$n_genes, nrow(one))
-    expect_identical(summary(model)$n_latent, 8L)
+    expect_identical(summary(model)$n_latent, 16L)
     expect_output(show(model), "3 sections")
     ge <- geneEmbedding(model)
-    expect_identical(dim(ge), c(nrow(one), 8L))
+    expect_identical(dim(ge), c(nrow(one), 16L))
     expect_identical(rownames(ge), rownames(one))
 
     secs <- lapply(unique(one$sample_id), function(s) {
@@ -66,7 +61,6 @@ test_that("fusemap() on one SpatialExperiment with three samples returns its cel
         got <- unname(SingleCellExperiment::reducedDim(out, "FuseMap_spatial")[cells, ])
         expect_lt(max(abs(got - ref[[nm]]$spatial[rev(seq_along(cells)), ])), 1e-4)
     }
-    .cache$one <- list(out = out, model_dir = model_dir)
 })
 
 test_that("fusemap() on a list of three sections with different panels joins them in input order", {
