@@ -199,7 +199,12 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame, methods: dict[str, Metho
                           f"{ok.peak_rss_mb.max():.0f}", str(len(ok))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["Imputation: Pearson R between imputed and measured log-normalised values of each "
+    lines += ["### Methods and settings", ""]
+    for m in methods.values():
+        settings = ", ".join(f"{k}={v}" for k, v in m.params.items())
+        lines.append(f"- **{m.name}** ({m.genes}; {'stochastic, up to ' + str(m.seeds) + ' seed(s)' if m.stochastic else 'one run'}"
+                     f"{'; ' + settings if settings else ''}): {m.note}")
+    lines += ["", "Imputation: Pearson R between imputed and measured log-normalised values of each "
               "section's masked genes, per (section, gene), averaged. *kNN on embedding*: mean of the "
               f"{scoring.KNN_IMPUTE_K} nearest cells (in that method's cell embedding) among the sections that "
               "measured the gene — the kNN baseline applied to every embedding; the PCA row is kNN "
