@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export FUSEMAP_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup setup-r demo test test-python test-r bench clean
+.PHONY: setup setup-r demo test test-python test-r bench bench-perf clean
 
 setup:
 	@scripts/setup_python.sh
@@ -29,6 +29,12 @@ test: test-python test-r
 # see benchmarks/README.md. Writes benchmarks/results. BENCH_ARGS go to python -m benchmarks.run.
 bench:
 	benchmarks/run.sh $(BENCH_ARGS)
+
+# Speed and memory: this project vs the authors' FuseMap 1.1.3, and a scaling curve to 1M cells
+# (hours on 2 CPU cores); see benchmarks/performance/README.md. BENCH_PERF_ARGS go to its run.py.
+bench-perf: setup
+	benchmarks/envs/authors.sh
+	$(PY) benchmarks/performance/run.py $(BENCH_PERF_ARGS)
 
 clean:
 	rm -rf results .pytest_cache

@@ -103,6 +103,10 @@ def run_integrate(inputs, out: str | os.PathLike, *, section_key: str | None = N
     model = FuseMap(sections, **overrides)
     model.train(checkpoint_dir=outdir.path("checkpoint"))
     log.info("trained in %.1f s", time.perf_counter() - t0)
+    from .distributed import is_main_process
+
+    if not is_main_process():  # data-parallel run under torchrun: rank 0 writes the results
+        return None
     model.save(outdir.path("model"), overwrite=True)
     model.model_dir = str(Path(out) / "model")
     model.write()
@@ -149,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spatial-mode", choices=["aggregate", "gcn"], dest="spatial_mode")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-figures", action="store_true", dest="no_figures")
+    p.add_argument("--backed", action="store_true",
+                   help="leave each section's expression on disk and read it in row blocks (sections larger "
+                        "than memory; one .h5ad file or AnnData .zarr store per section)")
     from .cli_spatialdata import add_store_args
 
     add_store_args(p)
@@ -178,7 +185,16 @@ def _cmd_integrate(args) -> Path:
     from .cli_spatialdata import check_store_options, read_store_sections, store_among
 
     inputs = args.sections
-    store = store_among(inputs)
+    if getattr(args, "backed", False):  # .h5ad files / AnnData .zarr stores, expression left on disk
+        from .backed import open_sections
+        from .sections import SectionSet
+
+        if args.section_key is not None:
+            raise FuseMapInputError("--backed reads one section per file; drop --section-key or split the file.")
+        inputs = SectionSet([Path(f).stem for f in inputs], open_sections(inputs))  # names: file stems
+        store = None
+    else:
+        store = store_among(inputs)
     check_store_options(args, store)
     if store is not None:
         inputs = read_store_sections(store, args, args.section_key)
@@ -216,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FuseMapInputError, FuseMapModelError, FileExistsError, FileNotFoundError) as exc:
         print(f"fusemap {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if "fusemap.distributed" in sys.modules:  # leave the torchrun process group, if any
+            sys.modules["fusemap.distributed"].shutdown()
     if out is not None and args.command != "demo":
         print(f"fusemap {args.command}: wrote {out}")
     return 0

@@ -115,6 +115,10 @@ class TrainConfig:
     """Progress bar: ``None`` shows it only on a terminal."""
     num_workers: int = 0
     """Background threads preparing minibatches (0: prepare in the training thread)."""
+    patch_size: int | None = None
+    """Seed cells of a minibatch come in spatially compact graph patches of about this many cells
+    (several patches per batch), so their graph neighbourhoods overlap and each step encodes far
+    fewer cells; ``None`` draws seeds independently at random (see fusemap.patches)."""
 
 
 _SUBCONFIGS = {
@@ -200,6 +204,7 @@ class FuseMapConfig:
             (t.balance_low < t.balance_high, "balance_low/balance_high", (t.balance_low, t.balance_high),
              "balance_low < balance_high"),
             (t.num_workers >= 0, "num_workers", t.num_workers, "an integer >= 0"),
+            (t.patch_size is None or t.patch_size >= 2, "patch_size", t.patch_size, "None or an integer >= 2"),
         ]
         for ok, name, value, allowed in rules:
             if not ok:

@@ -76,12 +76,10 @@ def simulate(n_sections: int = 3, n_cells: int | Sequence[int] = 1000, n_genes: 
             ct[hit] = rng.choice(present, int(hit.sum()))
         efficiency = rng.lognormal(0.0, section_effect, size=n_genes)
         lib = library_size * rng.uniform(0.5, 2.0) * rng.lognormal(0, 0.3, size=n)
-        mu = profiles[ct] * niche[reg] * efficiency[None, :]
-        mu = mu / mu.sum(1, keepdims=True) * lib[:, None]
-        counts = rng.negative_binomial(dispersion, dispersion / (dispersion + mu)).astype(np.float32)
+        counts = _nb_counts(rng, profiles, niche, efficiency, ct, reg, lib, dispersion)
         name = f"sim_section_{v}"
         a = ad.AnnData(
-            sp.csr_matrix(counts),
+            counts,
             obs=pd.DataFrame({
                 "cell_type": pd.Categorical([types[i] for i in ct], categories=types),
                 "region": pd.Categorical([regions[i] for i in reg], categories=regions),
@@ -96,6 +94,24 @@ def simulate(n_sections: int = 3, n_cells: int | Sequence[int] = 1000, n_genes: 
         out = mosaic_panels(out, n_shared=n_shared if n_shared is not None else panel_size // 3,
                             n_per_section=panel_size, seed=seed)
     return out
+
+
+def _nb_counts(rng, profiles, niche, efficiency, ct, reg, lib, dispersion, rows: int = 20_000) -> sp.csr_matrix:
+    """Negative binomial counts as CSR float32, drawn a block of cells at a time.
+
+    Blocks draw in the same order as one whole-matrix call, so the result does not depend on
+    ``rows``; only one block's dense means exist at a time (a million cells fit in memory).
+    """
+    blocks = []
+    for s in range(0, len(ct), rows):
+        e = min(s + rows, len(ct))
+        mu = profiles[ct[s:e]] * niche[reg[s:e]] * efficiency[None, :]
+        mu = mu / mu.sum(1, keepdims=True) * lib[s:e, None]
+        blocks.append(sp.csr_matrix(rng.negative_binomial(dispersion, dispersion / (dispersion + mu))
+                                    .astype(np.float32)))
+    if not blocks:
+        return sp.csr_matrix((0, profiles.shape[1]), dtype=np.float32)
+    return sp.vstack(blocks, format="csr").astype(np.float32)
 
 
 def mosaic_panels(sections: Sequence[ad.AnnData], n_shared: int, n_per_section: int,

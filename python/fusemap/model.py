@@ -27,11 +27,12 @@ from ._constants import (CELL_EMBEDDING, CONFIG_FILE, GENE_EMBEDDING_VARM, GENES
                          GRAPH_DISTANCES, HISTORY_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, RUN_RECORD,
                          SECTIONS_FILE, SPATIAL_EMBEDDING, SPATIAL_KEY, WEIGHTS_FILE)
 from .config import FuseMapConfig, make_config
+from .distributed import rank_device
 from .errors import FuseMapInputError, FuseMapModelError
 from .graph import adjacency, ensure_graph, gcn_normalize, graph_summary
 from .inference import embed_section
 from .module import FuseMapModule
-from .preprocess import preprocess
+from .backed import preprocess_matrix, select_columns
 from .sampler import SectionData
 from .sections import SectionSet, as_sections
 from .training import Trainer, TrainState
@@ -48,15 +49,16 @@ class SectionEmbedding:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' -> CUDA when available; 'cuda' without index -> this rank's GPU (LOCAL_RANK under torchrun)."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FuseMapInputError(
             f"device={str(device)!r} was asked for but CUDA is not available on this machine; "
             "use device='cpu' or 'auto'."
         )
-    return dev
+    return rank_device(dev)
 
 
 @contextlib.contextmanager
@@ -109,11 +111,12 @@ def prepare_sections(sections: SectionSet, vocabulary: GeneVocabulary, cfg: Fuse
         m = expression_matrix(adata, pp.layer, f"section {name!r}")
         if panels is not None:  # reorder columns to the saved panel order
             pos = GeneVocabulary(list(map(str, adata.var_names)), pp.gene_case).index_of(panels[i])
-            m = m[:, pos]
+            m = select_columns(m, pos)
             symbols = list(panels[i])
         else:
             symbols = list(map(str, adata.var_names))
-        x, stats = preprocess(m, normalized=pp.normalized, target_sum=pp.target_sum, clip=pp.clip)
+        # in memory, or a block of rows at a time into memory-mapped files for on-disk input
+        x, stats = preprocess_matrix(m, normalized=pp.normalized, target_sum=pp.target_sum, clip=pp.clip)
         coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
         a_hat = gcn_normalize(adjacency(conns[i], coords, cfg.graph.max_edge_length))
         tr, va = _split_train_val(adata.n_obs, cfg.train.val_fraction, rng)

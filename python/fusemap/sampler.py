@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .patches import patch_order
+
 # torch marks sparse CSR tensors as beta; the operations used here (CSR @ dense) are stable.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
@@ -119,15 +121,18 @@ class EpochPlan:
     """
 
     def __init__(self, sections: Sequence[SectionData], batch_size: int, rng: np.random.Generator,
-                 use: str = "train"):
+                 use: str = "train", patch_size: int | None = None):
         self.batch_size = batch_size
         pools = [s.train_idx if use == "train" else s.val_idx for s in sections]
         if use == "train":
             self.n_steps = max(int(np.ceil(len(p) / batch_size)) for p in pools)
             self.batches = []
-            for p in pools:
-                order = np.concatenate([rng.permutation(p) for _ in range(
-                    int(np.ceil(self.n_steps * batch_size / max(len(p), 1))) + 1)])
+            for s, p in zip(sections, pools):
+                passes = int(np.ceil(self.n_steps * batch_size / max(len(p), 1)))
+                if patch_size:  # seeds grouped in compact graph patches (see fusemap.patches)
+                    order = np.concatenate([patch_order(s.a_hat, p, patch_size, rng) for _ in range(passes)])
+                else:
+                    order = np.concatenate([rng.permutation(p) for _ in range(passes + 1)])
                 per = [order[i * batch_size:(i + 1) * batch_size] for i in range(self.n_steps)]
                 # the last batch of the largest section may be short; keep it, it is still unbiased
                 self.batches.append(per)
@@ -142,12 +147,20 @@ class EpochPlan:
 
 
 def iterate_blocks(sections: Sequence[SectionData], plan: EpochPlan, hops: int,
-                   num_workers: int = 0) -> Iterator[list[Block]]:
-    """Blocks for every step of ``plan``; with workers, the next steps are cut while this one trains."""
+                   num_workers: int = 0, pin: bool = False) -> Iterator[list[Block]]:
+    """Blocks for every step of ``plan``; with workers, the next steps are cut while this one trains.
+
+    ``pin``: put the expression of each block in page-locked memory (training on CUDA), so that
+    ``Block.to(device)`` copies asynchronously and overlaps with the previous step's kernels.
+    """
 
     def build(seed_lists: list[np.ndarray]) -> list[Block]:
-        return [make_block(s, i, seeds, hops) for i, (s, seeds) in enumerate(zip(sections, seed_lists))
-                if len(seeds)]
+        blocks = [make_block(s, i, seeds, hops) for i, (s, seeds) in enumerate(zip(sections, seed_lists))
+                  if len(seeds)]
+        if pin:
+            for b in blocks:
+                b.x = b.x.pin_memory()
+        return blocks
 
     if num_workers <= 0:
         for seed_lists in plan.steps():

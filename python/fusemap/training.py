@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from ._constants import CHECKPOINT_FILE
 from .balance import balance_weights
 from .config import FuseMapConfig
@@ -119,6 +120,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(gen_params, lr=self.t.lr, weight_decay=self.t.weight_decay)
         self.opt_d = torch.optim.Adam(module.discriminator_parameters(), lr=self.t.disc_lr)
         self._fingerprint = fingerprint(cfg, self.sections)
+        self.dist = distributed.setup(device)  # one process unless launched by torchrun
         if fixed is not None:
             self._fingerprint += "+fixed:" + ",".join(str(len(c)) for c in fixed.cell)
 
@@ -128,7 +130,7 @@ class Trainer:
         return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_FILE
 
     def save_checkpoint(self) -> None:
-        if self.checkpoint_path is None:
+        if self.checkpoint_path is None or not self.dist.is_main:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         obj = {
@@ -186,12 +188,13 @@ class Trainer:
         m.train()
         sums: dict[str, float] = {}
         n = 0
-        plan = EpochPlan(self.sections, self.t.batch_size, self.rng)
-        for blocks in iterate_blocks(self.sections, plan, m.hops, self.t.num_workers):
+        plan = self.dist.shard(EpochPlan(self.sections, self.t.batch_size, self.rng, patch_size=self.t.patch_size))
+        for blocks in iterate_blocks(self.sections, plan, m.hops, self.t.num_workers, pin=self.device.type == "cuda"):
             blocks = [b.to(self.device) for b in blocks]
             out = m(blocks, sample=m.cfg.variational)
             ae = out.losses.autoencoder(self.t.kl_weight, m.cfg.cell_recon_weight)
-            logs = {"recon": out.losses.recon.item(), "kl": out.losses.kl.item()}
+            # detached tensors, summed on the device: no host synchronisation per step on CUDA
+            logs = {"recon": out.losses.recon.detach(), "kl": out.losses.kl.detach()}
             loss = ae
             if self.adversarial:
                 w = self._seed_weights(blocks)
@@ -207,6 +210,7 @@ class Trainer:
                           + discriminator_loss(m.disc_spatial(dz_t), d_sec, d_w))
                 self.opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
+                self.dist.sync_gradients(m.discriminator_parameters())
                 self.opt_d.step()
                 # encoders learn to fool them; discriminator weights get no gradient from this
                 for p in m.discriminator_parameters():
@@ -217,24 +221,27 @@ class Trainer:
                     p.requires_grad_(True)
                 adv = adv_c + adv_t
                 if self.state.lambda_dis is None:
-                    self.state.lambda_dis = float(self.t.adv_ratio * ae.item() / max(abs(adv.item()), 1e-8))
+                    ae_v, adv_v = self.dist.mean([ae.item(), adv.item()])
+                    self.state.lambda_dis = float(self.t.adv_ratio * ae_v / max(abs(adv_v), 1e-8))
                 loss = ae + self.state.lambda_dis * adv
-                logs.update(disc=d_loss.item(), adv_cell=adv_c.item(), adv_spatial=adv_t.item())
+                logs.update(disc=d_loss.detach(), adv_cell=adv_c.detach(), adv_spatial=adv_t.detach())
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
+            self.dist.sync_gradients(p for g in self.opt_g.param_groups for p in g["params"])
             self.opt_g.step()
             k = sum(b.n_seeds for b in blocks)
             for key, val in logs.items():
                 sums[key] = sums.get(key, 0.0) + val * k
             n += k
-        return {key: val / max(n, 1) for key, val in sums.items()}
+        *totals, n = self.dist.sum(list(sums.values()) + [n])  # over ranks
+        return {key: val / max(n, 1) for key, val in zip(sums, totals)}
 
     @torch.no_grad()
     def validation_loss(self) -> float:
         m = self.module
         m.eval()
         total, n = 0.0, 0
-        plan = EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val")
+        plan = self.dist.shard(EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val"))
         for blocks in iterate_blocks(self.sections, plan, m.hops, 0):
             blocks = [b.to(self.device) for b in blocks]
             out = m(blocks, sample=False)
@@ -242,6 +249,7 @@ class Trainer:
             total += out.losses.autoencoder(self.t.kl_weight, m.cfg.cell_recon_weight).item() * k
             n += k
         m.train()
+        total, n = self.dist.sum([total, n])  # over ranks, so early stopping agrees everywhere
         return total / max(n, 1)
 
     # -- phases -----------------------------------------------------------------------------------
@@ -272,17 +280,22 @@ class Trainer:
         """Train until both phases end; the caller seeds torch (see ``model.seeded``)."""
         if resume:
             self.load_checkpoint()
+        if self.dist.active:  # same weights everywhere, independent dropout/sampling noise per rank
+            self.dist.broadcast_module(self.module)
+            torch.manual_seed(self.t.seed + 7919 * self.dist.rank)
         n_phases = 2 if (self.adversarial and self.t.balance) else 1
         show = self.t.progress if self.t.progress is not None else sys.stderr.isatty()
         bar = tqdm(total=n_phases * self.t.max_epochs, initial=self.state.total_epochs if self.state.phase == 1
-                   else self.t.max_epochs + self.state.epoch, disable=not show, desc="fusemap", unit="epoch")
+                   else self.t.max_epochs + self.state.epoch, disable=not show or not self.dist.is_main, desc="fusemap", unit="epoch")
         try:
             while self.state.phase != PHASE_DONE:
                 s = self.state
                 if s.phase == PHASE_BALANCED and self.balance is None:
                     self._compute_balance()
+                    self.balance = self.dist.broadcast_object(self.balance)
                 t0 = time.perf_counter()
                 logs = self._train_epoch()
+                self.dist.broadcast_buffers(self.module)
                 val = self.validation_loss()
                 s.epoch += 1
                 s.total_epochs += 1
@@ -307,5 +320,6 @@ class Trainer:
                 self.save_checkpoint()
         finally:
             bar.close()
+        self.dist.check_in_sync(self.module)
         return self.history
 

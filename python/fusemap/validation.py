@@ -46,6 +46,10 @@ def _values(m) -> np.ndarray:
 
 
 def check_counts(m, where: str, normalized: bool) -> list[str]:
+    from .backed import check_counts_chunked, is_out_of_core
+
+    if is_out_of_core(m):  # on disk: check a block of rows at a time
+        return check_counts_chunked(m, where, normalized)
     problems = []
     v = _values(m)
     if v.size == 0:

@@ -1,0 +1,280 @@
+"""Performance benchmark: this project's FuseMap against the authors' FuseMap 1.1.3, and a scaling
+curve from about ten thousand to one million cells.
+
+    make bench-perf                                   # everything (hours on a 2-core CPU)
+    .venv/bin/python benchmarks/performance/run.py --only compare
+    .venv/bin/python benchmarks/performance/run.py --only scaling --sizes 10000 100000
+
+Every case runs in its own process under ``measure.run_measured`` (wall time, CPU time, peak PSS
+of the whole process tree) and is stored in ``results/cases/<case>.json``; a stored case is reused
+unless ``--force`` (so an interrupted run continues). The report (``results/RESULTS.md``,
+``results/*.csv``, ``results/*.png``) is rebuilt from the stored cases at the end of every run.
+
+Cases (same data, same epoch budget for both implementations):
+- compare/<data>/<method>: fixed budget of E epochs per phase, no early stopping; throughput is
+  cells x epochs / seconds spent in training epochs (training + validation passes).
+- converge/starmap_mosaic/<method>: each implementation's default stopping rule.
+- scaling/<n>/ours (and authors for the small sizes): simulated, 8 sections, 500-gene panels
+  (200 shared) out of 1,000 genes, ``fusemap.datasets.simulate``; fixed budget per phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from measure import run_measured  # noqa: E402
+
+WORK = HERE / ".work"
+RESULTS = HERE / "results"
+OURS_PY = ROOT / ".venv" / "bin" / "python"
+AUTHORS_PY = ROOT / ".venv-authors" / "bin" / "python"
+
+SIM = dict(n_sections=8, n_genes=1000, panel_size=500, n_shared=200, seed=0)
+COMPARE_EPOCHS = {"starmap_mosaic": 15, "sim_20000": 3}
+SCALING_SIZES = [10_000, 30_000, 100_000, 300_000, 1_000_000]
+SCALING_EPOCHS = 2
+AUTHORS_SCALING_MAX = 30_000
+"""Largest scaling size run with the authors' code (it needs ~hours per epoch beyond that here)."""
+
+
+# -- data ---------------------------------------------------------------------------------------
+def _write_sections(secs, folder: Path) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for i, a in enumerate(secs):
+        a = a.copy() if a.is_view else a
+        a.uns = {}
+        a.write_h5ad(tmp / f"section_{i:02d}.h5ad")
+    os.replace(tmp, folder)
+
+
+def data_folder(name: str) -> Path:
+    """Folder of .h5ad sections for a data set, written once into .work/data."""
+    folder = WORK / "data" / name
+    if folder.exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    from fusemap import datasets
+
+    if name == "starmap_mosaic":
+        masked, _ = datasets.starmap_mosaic(n_shared=40, n_per_section=100, seed=0)
+        _write_sections(masked, folder)
+    elif name.startswith("sim_"):
+        n = int(name.split("_")[1])
+        print(f"[bench-perf] simulating {n} cells (8 sections, 500-gene panels)", flush=True)
+        _write_sections(datasets.simulate(n_cells=n // SIM["n_sections"], **SIM), folder)
+    else:
+        raise ValueError(name)
+    return folder
+
+
+# -- cases ----------------------------------------------------------------------------------------
+def case_path(case: str) -> Path:
+    return RESULTS / "cases" / (case.replace("/", "__") + ".json")
+
+
+def run_case(case: str, method: str, data: str, *, epochs: int | None, params: dict | None = None,
+             force: bool = False, threads: int = 0, timeout: float | None = None) -> dict | None:
+    path = case_path(case)
+    if path.exists() and not force:
+        return json.loads(path.read_text())
+    folder = data_folder(data)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    if method == "authors":
+        if not AUTHORS_PY.exists():
+            print(f"[bench-perf] {case}: skipped, {AUTHORS_PY} missing (run benchmarks/envs/authors.sh)")
+            return None
+        cmd = [str(AUTHORS_PY), str(HERE / "authors_case.py"), str(folder)]
+        if epochs:
+            cmd += ["--epochs", str(epochs)]
+        env.pop("PYTHONPATH", None)
+    else:
+        p = dict(params or {})
+        if epochs:
+            p.update(max_epochs=epochs, patience=epochs + 1)  # fixed budget: no early stopping
+        cmd = [str(OURS_PY), str(HERE / "ours_case.py"), str(folder), "--params", json.dumps(p)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    print(f"[bench-perf] running {case} ...", flush=True)
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    m = run_measured(cmd, env=env, timeout=timeout, log_path=WORK / "logs" / (case.replace("/", "__") + ".log"))
+    rec = {"case": case, "method": method, "data": data, "epoch_budget": epochs, **m,
+           "load_avg_after": os.getloadavg()[0], "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if m["returncode"] != 0 or not m["result"]:
+        print(f"[bench-perf] {case} FAILED (exit {m['returncode']}); see {WORK / 'logs'}", flush=True)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=1))
+    r = m["result"]
+    print(f"[bench-perf] {case}: {r['n_cells']} cells, {r['epochs']} epochs, train {r['train_s']:.1f} s, "
+          f"{r['cells_per_s']:.0f} cells/s, peak {m['peak_pss_mb']:.0f} MB, wall {m['wall_s']:.1f} s", flush=True)
+    return rec
+
+
+def compare(force: bool, threads: int) -> None:
+    kw = dict(force=force, threads=threads)
+    for data, e in COMPARE_EPOCHS.items():
+        run_case(f"compare/{data}/ours", "ours", data, epochs=e, **kw)
+        run_case(f"compare/{data}/ours_batch64", "ours", data, epochs=e, params={"batch_size": 64}, **kw)
+        run_case(f"compare/{data}/authors", "authors", data, epochs=e, **kw)
+    run_case("converge/starmap_mosaic/ours", "ours", "starmap_mosaic", epochs=None, **kw)
+    run_case("converge/starmap_mosaic/authors", "authors", "starmap_mosaic", epochs=None, **kw)
+
+
+def scaling(sizes, force: bool, threads: int, authors: bool = True) -> None:
+    for n in sizes:
+        run_case(f"scaling/{n}/ours", "ours", f"sim_{n}", epochs=SCALING_EPOCHS, force=force, threads=threads)
+        if authors and n <= AUTHORS_SCALING_MAX:
+            run_case(f"scaling/{n}/authors", "authors", f"sim_{n}", epochs=SCALING_EPOCHS, force=force,
+                     threads=threads)
+
+
+# -- report ---------------------------------------------------------------------------------------
+def load_cases() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((RESULTS / "cases").glob("*.json"))]
+
+
+def _row(rec: dict) -> dict:
+    r = rec["result"]
+    return {
+        "case": rec["case"], "method": rec["method"], "data": rec["data"], "n_cells": r["n_cells"],
+        "epochs": r["epochs"], "epochs_per_phase": "+".join(map(str, r["epochs_per_phase"])),
+        "train_s": round(r["train_s"], 1), "s_per_epoch": round(r["epoch_s_sum"] / max(r["epochs"], 1), 2),
+        "cells_per_s": round(r["cells_per_s"], 1),
+        "wall_s": round(rec["wall_s"], 1), "cpu_s": round(rec["cpu_s"], 1), "peak_mb": round(rec["peak_pss_mb"]),
+        "knn_cell_type": r.get("knn_cell_type"), "knn_region": r.get("knn_region"),
+        "threads": r.get("torch_threads"), "load_avg": round(rec.get("load_avg_after", float("nan")), 1),
+    }
+
+
+def report() -> None:
+    import numpy as np
+    import pandas as pd
+
+    cases = load_cases()
+    if not cases:
+        print("[bench-perf] no stored cases yet")
+        return
+    df = pd.DataFrame([_row(c) for c in cases])
+    df.to_csv(RESULTS / "cases.csv", index=False)
+    lines = ["# Performance benchmark", "",
+             "Written by `benchmarks/performance/run.py` (`make bench-perf`) from the stored cases in "
+             "`cases/`. Machine: " + _machine() + ".", ""]
+    comp = df[df.case.str.startswith("compare/") | df.case.str.startswith("converge/")]
+    if len(comp):
+        lines += ["## This project vs the authors' FuseMap 1.1.3 (same data, same epoch budget)", ""]
+        cols = ["case", "n_cells", "epochs_per_phase", "s_per_epoch", "cells_per_s", "train_s", "wall_s",
+                "cpu_s", "peak_mb", "knn_cell_type", "knn_region"]
+        lines += [_md(comp[cols]), ""]
+        for data in sorted(set(comp[comp.case.str.startswith("compare/")].data)):
+            d = comp[comp.case.str.startswith(f"compare/{data}/")].set_index("method", drop=False)
+            ours = d[d.case.str.endswith("/ours")]
+            auth = d[d.case.str.endswith("/authors")]
+            if len(ours) and len(auth):
+                o, a = ours.iloc[0], auth.iloc[0]
+                lines.append(f"- **{data}**: throughput ratio ours/authors = **{o.cells_per_s / a.cells_per_s:.1f}x** "
+                             f"(target >= 5); peak memory ratio = **{o.peak_mb / a.peak_mb:.2f}** (target <= 0.5); "
+                             f"whole run {a.wall_s / o.wall_s:.1f}x less wall time, {a.cpu_s / o.cpu_s:.1f}x less CPU time.")
+                b64 = d[d.case.str.endswith("/ours_batch64")]
+                if len(b64):
+                    lines.append(f"  - at the authors' batch size (64): {b64.iloc[0].cells_per_s / a.cells_per_s:.1f}x")
+        lines.append("")
+    sc = df[df.case.str.startswith("scaling/")].sort_values("n_cells")
+    if len(sc):
+        lines += ["## Scaling (simulated: 8 sections, 500-gene panels)", ""]
+        cols = ["case", "n_cells", "epochs_per_phase", "s_per_epoch", "cells_per_s", "train_s", "wall_s",
+                "cpu_s", "peak_mb", "knn_cell_type", "knn_region"]
+        lines += [_md(sc[cols]), ""]
+        o = sc[sc.method == "ours"]
+        if len(o) >= 2:
+            x = np.log(o.n_cells.to_numpy(float))
+            for col, what in (("s_per_epoch", "time per epoch"), ("peak_mb", "peak memory"), ("wall_s", "whole run")):
+                slope = np.polyfit(x, np.log(o[col].to_numpy(float)), 1)[0]
+                lines.append(f"- {what}: log-log slope {slope:.2f} vs cells (1 = linear)")
+            big = o.iloc[-1]
+            lines.append(f"- largest run: {int(big.n_cells):,} cells, wall {big.wall_s / 60:.1f} min, peak "
+                         f"{big.peak_mb / 1024:.1f} GB")
+        lines.append("")
+        _plots(sc)
+    (RESULTS / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _md(df) -> str:
+    cols = list(df.columns)
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        out.append("| " + " | ".join("" if v is None or (isinstance(v, float) and v != v) else
+                                     (f"{v:.3f}" if isinstance(v, float) and v < 1 else str(v)) for v in r) + " |")
+    return "\n".join(out)
+
+
+def _plots(sc) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for method, g in sc.groupby("method"):
+        g = g.sort_values("n_cells")
+        axes[0].loglog(g.n_cells, g.s_per_epoch, "o-", label=method)
+        axes[1].loglog(g.n_cells, g.peak_mb / 1024, "o-", label=method)
+        axes[2].semilogx(g.n_cells, g.cells_per_s, "o-", label=method)
+    o = sc[sc.method == "ours"].sort_values("n_cells")
+    if len(o):
+        n0, t0, m0 = o.n_cells.iloc[0], o.s_per_epoch.iloc[0], o.peak_mb.iloc[0] / 1024
+        xs = [n0, sc.n_cells.max()]
+        axes[0].loglog(xs, [t0, t0 * xs[1] / n0], "k:", label="linear")
+        axes[1].loglog(xs, [m0, m0 * xs[1] / n0], "k:", label="linear")
+    axes[0].set(xlabel="cells", ylabel="seconds per epoch", title="training time per epoch")
+    axes[1].set(xlabel="cells", ylabel="peak memory (GB, PSS)", title="peak memory of the whole run")
+    axes[2].set(xlabel="cells", ylabel="cells / s", title="training throughput")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scaling.png", dpi=120)
+    plt.close(fig)
+
+
+def _machine() -> str:
+    try:
+        import torch
+
+        dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    except Exception:  # noqa: BLE001
+        dev = "?"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} CPU cores, {mem:.0f} GB RAM, {dev}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=["compare", "scaling", "report"])
+    p.add_argument("--sizes", type=int, nargs="+", default=SCALING_SIZES)
+    p.add_argument("--no-authors-scaling", action="store_true")
+    p.add_argument("--force", action="store_true", help="re-run stored cases")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads per run (default 1: on a shared machine, multi-threaded kernels spin-wait "
+                        "for descheduled threads, which distorts both wall and CPU time; 0 = torch's default)")
+    a = p.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if a.only in (None, "compare"):
+        compare(a.force, a.threads)
+    if a.only in (None, "scaling"):
+        scaling(a.sizes, a.force, a.threads, authors=not a.no_authors_scaling)
+    report()
+
+
+if __name__ == "__main__":
+    main()
