@@ -45,6 +45,20 @@ class RunResult:
     source: str = ""     # commit of the fusemap source the worker imported first ('' = working tree)
 
 
+def _library_path_without_r(value: str | None) -> str | None:
+    """LD_LIBRARY_PATH without the folders R prepends when rpy2 starts it (R's lib, the system
+    library folders, the JVM): a worker's Python built with its own libpython would otherwise load
+    the system's libpython from them and fail. Folders the loader searches anyway lose nothing."""
+    if not value:
+        return value
+    r_home = os.environ.get("R_HOME", "/usr/lib/R").rstrip("/")
+    system = {"/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+              "/lib/aarch64-linux-gnu", "/usr/lib", "/lib", "/usr/lib64", "/lib64", "/usr/local/lib"}
+    keep = [p for p in value.split(os.pathsep)
+            if p and p.rstrip("/") not in system and not p.startswith(r_home + "/") and "/jvm/" not in p]
+    return os.pathsep.join(keep) or None
+
+
 def python_for(method: Method) -> Path | None:
     for venv in ENV_PYTHON[method.env]:
         py = ROOT / venv / "bin" / "python"
@@ -82,6 +96,11 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
                 "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
                 "PYTHONPATH": os.pathsep.join(p for p in (source, str(ROOT)) if p)})
     env.pop("PYTHONSTARTUP", None)
+    ld = _library_path_without_r(env.get("LD_LIBRARY_PATH"))
+    if ld is None:
+        env.pop("LD_LIBRARY_PATH", None)
+    else:
+        env["LD_LIBRARY_PATH"] = ld
     log(f"[bench] {case} | {method.name} | seed {seed} ...")
     t0 = time.perf_counter()
     with open(out_dir / "log.txt", "w") as logf:
