@@ -1,7 +1,11 @@
 """The authors' FuseMap 1.1.3 (PyPI ``fusemap``), run as a comparator in its own environment
 (.venv-authors: torch 2.0.1, dgl 1.1.1). Every section with its own panel, default settings,
 through its public pieces (``read_input_folder`` + ``spatial_integrate``, as its ``integrate``
-does) so that the seed can be set; its ``integrate`` always seeds 0."""
+does) so that the seed can be set; its ``integrate`` always seeds 0.
+
+``--params '{"n_epochs": N}'`` caps the epochs of each of its two training phases (its default is
+16 per phase) for machines where a full run does not fit the time budget; the cut is recorded in
+``meta.json``."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ def main() -> None:
     args = parse_args(__doc__)
     import fusemap  # the authors' package in .venv-authors
     from fusemap.training.integrate import spatial_integrate
+    from fusemap.config import ModelType
     from fusemap.utils import seed_all
 
     info, secs = load_case(args.case)
@@ -32,6 +37,9 @@ def main() -> None:
                                keep_tissueregion="region", use_llm_gene_embedding="false",
                                pretrain_model_path="")
     Path(run_args.output_save_dir).mkdir(parents=True)
+    defaults = {"n_epochs": ModelType.n_epochs.value}
+    if "n_epochs" in args.params:  # its settings are Enum members read at run time: set the value
+        ModelType.n_epochs._value_ = int(args.params["n_epochs"])
     clock = Clock()
     with clock():
         seed_all(args.seed)
@@ -45,7 +53,8 @@ def main() -> None:
         e.obs_names = e.obs_names.astype(str)
         embs[kind] = np.asarray(e[names].X.toarray() if hasattr(e.X, "toarray") else e[names].X)
     save_outputs(args.out, names, cell=embs["cell"], spatial=embs["spatial"],
-                 meta={"fusemap_version": fusemap.__version__}, fit_seconds=clock.seconds)
+                 meta={"fusemap_version": fusemap.__version__, "n_epochs": ModelType.n_epochs.value,
+                       "default_n_epochs": defaults["n_epochs"]}, fit_seconds=clock.seconds)
     shutil.rmtree(work / "input")
 
 
