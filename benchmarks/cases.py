@@ -182,15 +182,22 @@ def subsample(sections: list[ad.AnnData], max_cells: int, seed: int = 0) -> list
     return out
 
 
+def case_label(name: str, max_cells: int | None = None) -> str:
+    """A cut case is a different case: ``starmap_mosaic_max300`` never mixes with the full one."""
+    return f"{name}_max{max_cells}" if max_cells else name
+
+
 def build_case(name: str, out_root: str | os.PathLike, max_cells: int | None = None) -> Path:
-    """Write case ``name`` under ``out_root/name`` (rebuilt every time: it takes seconds)."""
+    """Write case ``name`` under ``out_root/<case_label>`` (rebuilt every time: it takes seconds)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown case {name!r}; choose from {list(BUILDERS)}")
     secs, truth, info = BUILDERS[name]()
     if max_cells:
         secs = subsample(secs, max_cells)
         truth = [t[s.obs_names].copy() for t, s in zip(truth, secs)] if truth else []
-    case_dir = Path(out_root) / name
+        info.name = case_label(name, max_cells)
+        info.description += f" — CUT: at most {max_cells} cells per section (seed-0 sample)"
+    case_dir = Path(out_root) / info.name
     tmp = case_dir.with_name(case_dir.name + ".tmp")
     if tmp.exists():
         import shutil

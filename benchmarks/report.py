@@ -23,6 +23,7 @@ NATIVE, DERIVED = "native", "neighbour mean of cell embedding"
 # would double the scIB time; these two are the simple baselines a spatial method must beat)
 DERIVED_FOR = (BASELINE, "Harmony")
 TOTALS = ["Total", "Batch correction", "Bio conservation"]
+CASE_ORDER = ["starmap_mosaic", "starmap_osmfish", "starmap_mosaic_max300", "starmap_osmfish_max300"]
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -203,7 +204,8 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame, methods: dict[str, Metho
     for m in methods.values():
         settings = ", ".join(f"{k}={v}" for k, v in m.params.items())
         lines.append(f"- **{m.name}** ({m.genes}; {'stochastic, up to ' + str(m.seeds) + ' seed(s)' if m.stochastic else 'one run'}"
-                     f"{'; ' + settings if settings else ''}): {m.note}")
+                     f"{'; ' + settings if settings else ''}): {m.note}" + _settings_used(runs, m))
+    lines += ["", _machine_line(runs)]
     lines += ["", "Imputation: Pearson R between imputed and measured log-normalised values of each "
               "section's masked genes, per (section, gene), averaged. *kNN on embedding*: mean of the "
               f"{scoring.KNN_IMPUTE_K} nearest cells (in that method's cell embedding) among the sections that "
@@ -216,6 +218,42 @@ def markdown(summary: pd.DataFrame, runs: pd.DataFrame, methods: dict[str, Metho
               "Wall time is the whole worker process (imports and I/O included) on this machine's CPU; "
               "peak memory is its maximum resident set size (children included).", ""]
     return "\n".join(lines)
+
+
+def _settings_used(runs: pd.DataFrame, m: Method) -> str:
+    """What the stored runs of ``m`` were actually given (so a cut passed with --params shows), and
+    the commit of our package they imported."""
+    if len(runs) == 0:
+        return ""
+    r = runs[(runs.method == m.name) & (runs.status == "ok")]
+    if len(r) == 0:
+        return ""
+    out = []
+    if "params" in r:
+        given = sorted({p for p in r.params.fillna("").astype(str) if p})
+        default = json.dumps(m.params, sort_keys=True)
+        if any(p != default for p in given):
+            out.append("runs were given " + "; ".join(f"`{p}`" for p in given))
+        if r.params.fillna("").astype(str).eq("").any():
+            out.append("settings of some runs not recorded")
+    if "source" in r:
+        src = sorted({str(c)[:10] for c in r.source.dropna() if str(c) and str(c) != "nan"})
+        if src:
+            out.append("fusemap source at commit " + ", ".join(src))
+    return (" — " + "; ".join(out)) if out else ""
+
+
+def _machine_line(runs: pd.DataFrame) -> str:
+    loads = runs.load.dropna() if (len(runs) and "load" in runs) else pd.Series(dtype=float)
+    cpus = os.cpu_count() or 1
+    text = (f"Machine: {cpus} CPU cores, no GPU. Wall times include waiting for the CPU: ")
+    if len(loads):
+        text += (f"the machine was shared with other jobs, mean 1-minute load average during the runs "
+                 f"{loads.mean():.1f} (range {loads.min():.1f}-{loads.max():.1f}, per run in `runs.csv`), so "
+                 f"wall times are inflated by roughly the load divided by {cpus}; peak memory is unaffected.")
+    else:
+        text += "load during the runs was not recorded."
+    return text
 
 
 def plot_scib(summary: pd.DataFrame, results: Path) -> list[Path]:
@@ -327,7 +365,7 @@ def score_and_report(case_dirs: dict[str, Path], runs: list[RunResult], methods:
                                                                          "labels": {"cell": "cell_type", "spatial": "region"}}
     for name, info in infos.items():
         _write_text(json.dumps(info, indent=1), results / f"case_{name}.json")
-    order = {c: i for i, c in enumerate(["starmap_mosaic", "starmap_osmfish"])}
+    order = {c: i for i, c in enumerate(CASE_ORDER)}
     infos = dict(sorted(infos.items(), key=lambda kv: order.get(kv[0], 99)))
     summary = summarise(scores)
     _write_csv(scores, results / "scores.csv")
@@ -354,7 +392,7 @@ def merge(parts: list[Path], results: Path, methods: list[Method]) -> pd.DataFra
     for p in parts:
         for f in sorted(Path(p).glob("case_*.json")):
             infos[f.stem[len("case_"):]] = json.loads(f.read_text())
-    order = {c: i for i, c in enumerate(["starmap_mosaic", "starmap_osmfish"])}
+    order = {c: i for i, c in enumerate(CASE_ORDER)}
     infos = dict(sorted(infos.items(), key=lambda kv: order.get(kv[0], 99)))
     for name, info in infos.items():
         _write_text(json.dumps(info, indent=1), results / f"case_{name}.json")

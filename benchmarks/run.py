@@ -99,9 +99,10 @@ def main(argv=None) -> int:
     runs: list[RunResult] = []
     case_dirs = {}
     for name in [c.strip() for c in args.cases.split(",") if c.strip()]:
-        case_dir = work / "cases" / name
+        case_dir = work / "cases" / case_builders.case_label(name, args.max_cells)
         if not ((args.reuse or args.score_only or args.umap_only) and (case_dir / "case.json").exists()):
             case_dir = case_builders.build_case(name, work / "cases", max_cells=args.max_cells)
+        name = case_dir.name
         case_dirs[name] = case_dir
         for m in methods:
             n_seeds = (m.seeds if args.seeds is None else min(args.seeds, m.seeds)) if m.stochastic else 1

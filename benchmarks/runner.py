@@ -43,6 +43,8 @@ class RunResult:
     out_dir: str
     error: str = ""
     source: str = ""     # commit of the fusemap source the worker imported first ('' = working tree)
+    params: str = ""     # JSON of the settings the worker was given (method defaults + --params)
+    load: float | None = None  # mean 1-minute load average during the run (other jobs inflate wall times)
 
 
 def _library_path_without_r(value: str | None) -> str | None:
@@ -87,8 +89,9 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("outputs.npz", "meta.json"):
         (out_dir / stale).unlink(missing_ok=True)
+    given = json.dumps({**method.params, **(params or {})}, sort_keys=True)
     cmd = [str(python_for(method)), "-m", f"benchmarks.methods.{method.module}", "--case", str(case_dir),
-           "--out", str(out_dir), "--seed", str(seed), "--params", json.dumps({**method.params, **(params or {})})]
+           "--out", str(out_dir), "--seed", str(seed), "--params", given]
     env = dict(os.environ)
     # our pinned fusemap source; never for the authors' environment, whose package is also `fusemap`
     source = os.environ.get(SOURCE_ENV, "") if method.env != "authors" else ""
@@ -106,8 +109,9 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
     with open(out_dir / "log.txt", "w") as logf:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
         deadline = None if timeout is None else t0 + timeout
-        status_code, rusage = None, None
+        status_code, rusage, loads = None, None, []
         while status_code is None:
+            loads.append(os.getloadavg()[0])
             pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 status_code, rusage = os.waitstatus_to_exitcode(status), ru
@@ -120,19 +124,21 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
             time.sleep(0.2)
         proc.returncode = status_code
     wall = time.perf_counter() - t0
+    load = round(sum(loads) / len(loads), 1) if loads else None
     peak = rusage.ru_maxrss / 1024.0  # kB -> MB on Linux
     meta_path = out_dir / "meta.json"
     if status_code == 0 and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         log(f"[bench]   ok in {wall:.0f} s, peak {peak:.0f} MB")
         return RunResult(method.name, case, seed, "ok", wall, meta.get("fit_seconds"), peak, str(out_dir),
-                         source=Path(source).name if source else "")
+                         source=Path(source).name if source else "", params=given, load=load)
     tail = (out_dir / "log.txt").read_text(errors="replace").strip().splitlines()
     err = next((ln for ln in reversed(tail) if ln.strip() and not ln.startswith(" ")), "") if tail else ""
     if status_code == -9:
         err = f"killed after the {timeout:.0f} s time limit"
     log(f"[bench]   FAILED ({err})")
-    return RunResult(method.name, case, seed, "failed", wall, None, peak, str(out_dir), err[:400])
+    return RunResult(method.name, case, seed, "failed", wall, None, peak, str(out_dir), err[:400], params=given,
+                     load=load)
 
 
 def method_by_name(name: str) -> Method:

@@ -84,6 +84,6 @@ def test_ours_and_harmony_end_to_end(tmp_path):
         assert (acc["mean"] > 0.2).all() and len(acc) >= 2
     md = (res / "RESULTS.md").read_text()
     assert "| FuseMap (ours) | all panels |" in md and "Harmony *(shared genes only)*" in md
-    assert (res / "scib_starmap_mosaic.png").stat().st_size > 10_000
+    assert (res / "scib_starmap_mosaic_max350.png").stat().st_size > 10_000
     sc = pd.read_csv(res / "scores.csv")
     assert np.isfinite(sc.value).all()
