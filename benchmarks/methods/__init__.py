@@ -29,9 +29,9 @@ METHODS = {
         "FuseMap (ours), query mapping", "fusemap_ours_query", "main", "all panels", True, True,
         note="integrate the reference sections, map_query the held-out one, transfer_labels", seeds=1),
     "FuseMap 1.1.3 (authors)": Method("FuseMap 1.1.3 (authors)", "fusemap_authors", "authors", "all panels",
-                                      True, True, {"n_epochs": 8}, note="PyPI fusemap 1.1.3, own venv; default settings except "
-                                      "n_epochs 8 per training phase (default 16: a full run took about an "
-                                      "hour on the shared 2-core machine)", seeds=1),
+                                      True, True, note="PyPI fusemap 1.1.3, default settings, own venv; on a slow machine "
+                                      "pass a cut with --params '{\"fusemap_authors\": {\"n_epochs\": N}}' "
+                                      "(and --max-cells), which the table then states", seeds=1),
     "Harmony": Method("Harmony", "harmony", "main", "shared genes only", False, True,
                       note="harmonypy on the PCA of the shared genes"),
     "Scanorama": Method("Scanorama", "scanorama_", "bench", "shared genes only", False, True,

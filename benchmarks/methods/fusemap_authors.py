@@ -3,9 +3,10 @@
 through its public pieces (``read_input_folder`` + ``spatial_integrate``, as its ``integrate``
 does) so that the seed can be set; its ``integrate`` always seeds 0.
 
-``--params '{"n_epochs": N}'`` caps the epochs of each of its two training phases (its default is
-16 per phase) for machines where a full run does not fit the time budget; the cut is recorded in
-``meta.json``."""
+``--params '{"n_epochs": N}'`` caps each of its two training phases at N - 1 epochs (its default N
+is 16) for machines where a full run does not fit the time budget; when N - 1 is not above its
+TRAIN_WITHOUT_EVAL (10: no validation, and so no saved model, before epoch 11) that is set to 0.
+The cut is recorded in ``meta.json``."""
 
 from __future__ import annotations
 
@@ -37,9 +38,14 @@ def main() -> None:
                                keep_tissueregion="region", use_llm_gene_embedding="false",
                                pretrain_model_path="")
     Path(run_args.output_save_dir).mkdir(parents=True)
-    defaults = {"n_epochs": ModelType.n_epochs.value}
+    defaults = {"n_epochs": ModelType.n_epochs.value, "train_without_eval": ModelType.TRAIN_WITHOUT_EVAL.value}
     if "n_epochs" in args.params:  # its settings are Enum members read at run time: set the value
-        ModelType.n_epochs._value_ = int(args.params["n_epochs"])
+        n = int(args.params["n_epochs"])
+        ModelType.n_epochs._value_ = n
+        # it saves (and later reads) a model only from epoch TRAIN_WITHOUT_EVAL + 1 on: evaluate earlier
+        # when the cut leaves fewer epochs than that
+        if ModelType.TRAIN_WITHOUT_EVAL.value >= n - 1:
+            ModelType.TRAIN_WITHOUT_EVAL._value_ = 0
     clock = Clock()
     with clock():
         seed_all(args.seed)
@@ -54,7 +60,8 @@ def main() -> None:
         embs[kind] = np.asarray(e[names].X.toarray() if hasattr(e.X, "toarray") else e[names].X)
     save_outputs(args.out, names, cell=embs["cell"], spatial=embs["spatial"],
                  meta={"fusemap_version": fusemap.__version__, "n_epochs": ModelType.n_epochs.value,
-                       "default_n_epochs": defaults["n_epochs"]}, fit_seconds=clock.seconds)
+                       "train_without_eval": ModelType.TRAIN_WITHOUT_EVAL.value,
+                       "defaults": defaults}, fit_seconds=clock.seconds)
     shutil.rmtree(work / "input")
 
 
