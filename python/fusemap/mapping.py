@@ -268,6 +268,8 @@ def write_query(mapped: FuseMap, query: SectionSet) -> None:
             parent.obsm[key] = full
         parent.varm[GENE_EMBEDDING_VARM] = genes[mapped.vocabulary.index_of(map(str, parent.var_names))]
         parent.uns[RUN_RECORD] = record
+    if query.source is not None:  # a SpatialData object: into its table(s), as integrate does
+        query.source.write_back(query)
 
 
 def query_section_names(model: FuseMap) -> list[str]:

@@ -327,3 +327,5 @@ def _write(query: SectionSet, predictions: pd.DataFrame, levels: Sequence[str]) 
                 unc[rows] = part[uncertainty_key(lv)].to_numpy()
             parent.obs[prediction_key(lv)] = pd.Categorical(lab)
             parent.obs[uncertainty_key(lv)] = unc
+    if query.source is not None:  # a SpatialData object: into its table(s)
+        query.source.write_back(query)
