@@ -246,7 +246,11 @@ def _settings_used(runs: pd.DataFrame, m: Method) -> str:
 def _machine_line(runs: pd.DataFrame) -> str:
     loads = runs.load.dropna() if (len(runs) and "load" in runs) else pd.Series(dtype=float)
     cpus = os.cpu_count() or 1
-    text = (f"Machine: {cpus} CPU cores, no GPU. Wall times include waiting for the CPU: ")
+    threads = sorted({str(t) for t in runs.threads.dropna() if str(t) not in ("", "nan")}) \
+        if (len(runs) and "threads" in runs) else []
+    text = (f"Machine: {cpus} CPU cores, no GPU"
+            + (f"; workers ran with OMP_NUM_THREADS={'/'.join(threads)}" if threads else "")
+            + ". Wall times include waiting for the CPU: ")
     if len(loads):
         text += (f"the machine was shared with other jobs, mean 1-minute load average during the runs "
                  f"{loads.mean():.1f} (range {loads.min():.1f}-{loads.max():.1f}, per run in `runs.csv`), so "

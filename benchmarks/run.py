@@ -34,6 +34,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--methods", default="all", help="comma-separated method modules or names, or 'all'")
     p.add_argument("--seeds", type=int, default=None, help="at most this many seeds per stochastic method "
                    "(default: each method's own number, see benchmarks/methods/__init__.py)")
+    p.add_argument("--only-seed", type=int, default=None, help="run (or reuse) only this seed of each method, "
+                   "so that seeds can run in parallel processes")
     p.add_argument("--runs-only", action="store_true", help="run the methods, do not score (score later "
                    "with --reuse)")
     p.add_argument("--max-cells", type=int, default=None, help="subsample every section to at most this")
@@ -107,6 +109,8 @@ def main(argv=None) -> int:
         for m in methods:
             n_seeds = (m.seeds if args.seeds is None else min(args.seeds, m.seeds)) if m.stochastic else 1
             for seed in range(n_seeds):
+                if args.only_seed is not None and seed != args.only_seed:
+                    continue
                 out = work / "runs" / name / m.module / f"seed{seed}"
                 if (args.reuse or args.score_only or args.umap_only) and (out / "run.json").exists():
                     runs.append(RunResult(**json.loads((out / "run.json").read_text())))

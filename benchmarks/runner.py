@@ -45,6 +45,7 @@ class RunResult:
     source: str = ""     # commit of the fusemap source the worker imported first ('' = working tree)
     params: str = ""     # JSON of the settings the worker was given (method defaults + --params)
     load: float | None = None  # mean 1-minute load average during the run (other jobs inflate wall times)
+    threads: str = ""    # OMP_NUM_THREADS the worker was given
 
 
 def _library_path_without_r(value: str | None) -> str | None:
@@ -131,14 +132,15 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
         meta = json.loads(meta_path.read_text())
         log(f"[bench]   ok in {wall:.0f} s, peak {peak:.0f} MB")
         return RunResult(method.name, case, seed, "ok", wall, meta.get("fit_seconds"), peak, str(out_dir),
-                         source=Path(source).name if source else "", params=given, load=load)
+                         source=Path(source).name if source else "", params=given, load=load,
+                         threads=env["OMP_NUM_THREADS"])
     tail = (out_dir / "log.txt").read_text(errors="replace").strip().splitlines()
     err = next((ln for ln in reversed(tail) if ln.strip() and not ln.startswith(" ")), "") if tail else ""
     if status_code == -9:
         err = f"killed after the {timeout:.0f} s time limit"
     log(f"[bench]   FAILED ({err})")
     return RunResult(method.name, case, seed, "failed", wall, None, peak, str(out_dir), err[:400], params=given,
-                     load=load)
+                     load=load, threads=env["OMP_NUM_THREADS"])
 
 
 def method_by_name(name: str) -> Method:
