@@ -73,12 +73,16 @@ def pin_source(work: Path) -> str:
         return ""
     dest = work / "source" / commit
     if not (dest / "fusemap" / "__init__.py").exists():
-        tmp = dest.with_name(commit + ".tmp")
+        tmp = dest.with_name(f"{commit}.tmp{os.getpid()}")  # own folder: parallel runs may export at once
         tmp.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", "HEAD", "python/fusemap"], cwd=ROOT, capture_output=True,
+        archive = subprocess.run(["git", "archive", commit, "python/fusemap"], cwd=ROOT, capture_output=True,
                                  check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tmp), "--strip-components=1"], input=archive, check=True)
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another run exported the same commit first
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
     os.environ[SOURCE_ENV] = str(dest)
     return commit
 
