@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export FUSEMAP_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup setup-r demo test test-python test-r bench bench-perf clean
+.PHONY: setup setup-r demo test test-python test-r vignettes bench bench-perf clean
 
 setup:
 	@scripts/setup_python.sh
@@ -24,6 +24,14 @@ test-r: setup-r
 	@scripts/test_r.sh
 
 test: test-python test-r
+
+# Tutorials executed and rendered to vignettes/_build/*.ipynb and *.html (see vignettes/README.md);
+# VIGNETTE_ARGS go to vignettes/render.py (e.g. "01 R", --fast, --no-r).
+vignettes: setup-r
+	@FUSEMAP_EXTRAS=test,spatialdata,docs scripts/setup_python.sh
+	@mkdir -p build/r/lib && R CMD INSTALL --no-test-load --library=build/r/lib rpkg >build/r/vignettes-install.log 2>&1 \
+	  || { cat build/r/vignettes-install.log; exit 1; }
+	$(PY) vignettes/render.py $(VIGNETTE_ARGS)
 
 # Benchmarks against other methods in their own environments (never installed by `make test`);
 # see benchmarks/README.md. Writes benchmarks/results. BENCH_ARGS go to python -m benchmarks.run.
