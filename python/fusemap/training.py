@@ -256,9 +256,13 @@ class Trainer:
     def _compute_balance(self) -> None:
         embs = [embed_section(self.module, i, s, self.device) for i, s in enumerate(self.sections)]
         cells = [e[0] for e in embs] + (list(self.fixed.cell) if self.fixed is not None else [])
+        threads = torch.get_num_threads()
         wc, summary = balance_weights(cells, resolution=self.t.balance_resolution,
                                       low=self.t.balance_low, high=self.t.balance_high,
                                       floor=self.t.balance_floor, seed=self.t.seed)
+        # scanpy's neighbour search (numba, sharing the OpenMP runtime) resets the thread count to
+        # all cores; phase 2 keeps the caller's torch.set_num_threads
+        torch.set_num_threads(threads)
         self.balance = wc[:len(self.sections)]
         if self.fixed is not None:
             self.fixed.weights = wc[len(self.sections):]
