@@ -15,7 +15,8 @@ WORK=build/r/apt-src
 
 DEBS=(r-base-core r-cran-reticulate r-cran-cli r-cran-jsonlite r-cran-matrix r-cran-testthat
       r-bioc-biocgenerics r-bioc-s4vectors r-bioc-summarizedexperiment r-bioc-singlecellexperiment
-      r-cran-rjson r-cran-magick r-bioc-biocfilecache)
+      r-cran-rjson r-cran-magick r-bioc-biocfilecache
+      r-cran-knitr r-cran-rmarkdown r-cran-uwot)   # the R vignette (rmarkdown brings pandoc)
 
 # -- 1. Debian packages --------------------------------------------------------------------------------
 missing=()

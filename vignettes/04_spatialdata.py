@@ -202,10 +202,11 @@ common = [g for g in hidden if g in set(measured.var_names)]
 cells = [c for c in imp.obs_names if c in set(measured.obs_names)]
 x_true = np.log1p(measured[cells, common].X.toarray() / measured[cells].X.sum(1).A * 1e4)
 x_imp = np.asarray(imp[cells, common].X)
-r = [np.corrcoef(x_imp[:, j], x_true[:, j])[0, 1] for j in range(len(common)) if x_true[:, j].std() > 0]
-print(f"Pearson r imputed vs measured over {len(r)} hidden genes of BZ14: mean {np.nanmean(r):.3f}")
+r = pd.Series({g: np.corrcoef(x_imp[:, j], x_true[:, j])[0, 1] for j, g in enumerate(common)
+               if x_true[:, j].std() > 0 and x_imp[:, j].std() > 0})
+print(f"Pearson r imputed vs measured over {len(r)} hidden genes of BZ14: mean {r.mean():.3f}")
 
-gene = common[int(np.nanargmax(r))] if r else common[0]
+gene = r.idxmax() if len(r) else common[0]
 fig, axes = plt.subplots(1, 1, figsize=(6, 4.8))
 sdata.pl.render_shapes("cells_BZ14", color=gene, table_name="fusemap_imputed").pl.show(
     ax=axes, title=f"imputed {gene} on BZ14")
@@ -224,7 +225,7 @@ save_spatialdata(sdata, result_store, tables=["table_BZ5", "table_BZ9", "table_B
                  overwrite=True)
 back = sd.read_zarr(result_store)
 for name, tab in back.tables.items():
-    keys = [k for k in tab.obsm if k.startswith("X_fusemap")]
+    keys = sorted(k for k in tab.obsm if k.startswith("X_fusemap"))
     cols = [c for c in tab.obs if c.startswith("fusemap")]
     print(f"{name}: {tab.n_obs} rows x {tab.n_vars} genes; obsm {keys}; obs {cols}")
 
