@@ -68,7 +68,7 @@ def collect(case: scoring.Case, runs: list[RunResult]) -> tuple[dict, dict]:
 
 
 def score_case(case: scoring.Case, runs: list[RunResult], methods: dict[str, Method],
-               kbet: bool = False) -> tuple[list[dict], dict]:
+               kbet: bool = False, scib_cache: Path | None = None) -> tuple[list[dict], dict]:
     """All figures of one case as long records, plus the embeddings kept for the UMAPs."""
     recs: list[dict] = []
     outputs, embs = collect(case, runs)
@@ -81,7 +81,7 @@ def score_case(case: scoring.Case, runs: list[RunResult], methods: dict[str, Met
     for kind, embs, label in (("cell embedding", cell_embs, case.info["labels"]["cell"]),
                               ("spatial embedding", spatial_embs, case.info["labels"]["spatial"])):
         print(f"[bench] scIB on {case.name}: {kind} x {label} ({len(embs)} embeddings)")
-        res = scoring.scib_scores(case, embs, label, kbet=kbet)
+        res = scoring.scib_scores(case, embs, label, kbet=kbet, cache_dir=scib_cache)
         for k, row in res.iterrows():
             m, seed, how = keyinfo[k]
             for metric, v in row.items():
@@ -260,6 +260,15 @@ def _machine_line(runs: pd.DataFrame) -> str:
     return text
 
 
+def _link_analysis(text: str, results: Path) -> str:
+    """Point from the generated table to the hand-written reading of it, when there is one."""
+    if not (results / "ANALYSIS.md").exists():
+        return text
+    head, sep, rest = text.partition("\n\n")
+    return head + sep + ("**Where our FuseMap does not lead, by how much and why: [ANALYSIS.md](ANALYSIS.md)** "
+                         "(written by hand from these figures).\n\n") + rest
+
+
 def plot_scib(summary: pd.DataFrame, results: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -348,7 +357,8 @@ def score_and_report(case_dirs: dict[str, Path], runs: list[RunResult], methods:
     for name, d in case_dirs.items():
         case = scoring.read_case(d)
         infos[name] = case.info
-        r, embs = score_case(case, [r for r in runs if r.case == name], mdict, kbet=kbet)
+        r, embs = score_case(case, [r for r in runs if r.case == name], mdict, kbet=kbet,
+                             scib_cache=Path(d).parent.parent / "scib_cache" / name)  # beside the cases
         recs += r
         kept[name] = (case, embs)
     scores = pd.DataFrame(recs)
@@ -375,7 +385,7 @@ def score_and_report(case_dirs: dict[str, Path], runs: list[RunResult], methods:
     _write_csv(scores, results / "scores.csv")
     _write_csv(summary, results / "summary.csv")
     _write_csv(run_df, results / "runs.csv")
-    _write_text(markdown(summary, run_df, mdict, infos, kbet), results / "RESULTS.md")
+    _write_text(_link_analysis(markdown(summary, run_df, mdict, infos, kbet), results), results / "RESULTS.md")
     plot_scib(summary, results)
     if umap:
         for name, (case, embs) in kept.items():
@@ -404,6 +414,7 @@ def merge(parts: list[Path], results: Path, methods: list[Method]) -> pd.DataFra
     _write_csv(scores, results / "scores.csv")
     _write_csv(summary, results / "summary.csv")
     _write_csv(runs, results / "runs.csv")
-    _write_text(markdown(summary, runs, {m.name: m for m in methods}, infos), results / "RESULTS.md")
+    _write_text(_link_analysis(markdown(summary, runs, {m.name: m for m in methods}, infos), results),
+                results / "RESULTS.md")
     plot_scib(summary, results)
     return summary

@@ -99,7 +99,50 @@ def _exact_neighbors(x: np.ndarray, k: int):
     return NeighborsResults(indices=i, distances=d)
 
 
-def scib_scores(case: Case, embeddings: dict[str, np.ndarray], label_key: str, kbet: bool = False) -> pd.DataFrame:
+def _scib_key(case: Case, emb: np.ndarray, label_key: str, kbet: bool) -> str:
+    """Identity of one scIB scoring: the embedding's values, the labels, batches and unintegrated
+    PCA of the case, and the metric set."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for part in (np.ascontiguousarray(emb, dtype=np.float32), np.ascontiguousarray(case.pca, dtype=np.float32)):
+        h.update(str(part.shape).encode())
+        h.update(part.tobytes())
+    h.update("\x00".join(case.obs[label_key].astype(str)).encode())
+    h.update("\x00".join(case.obs["section"].astype(str)).encode())
+    h.update(f"{label_key}|kbet={kbet}|v1".encode())
+    return h.hexdigest()
+
+
+def scib_scores(case: Case, embeddings: dict[str, np.ndarray], label_key: str, kbet: bool = False,
+                cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """:func:`scib_scores_uncached`, remembering each embedding's row in ``cache_dir``. Without
+    min-max scaling every scib-metrics score depends only on that embedding (and the shared
+    unintegrated PCA), so a rerun scores only the embeddings it has not seen."""
+    if cache_dir is None:
+        return scib_scores_uncached(case, embeddings, label_key, kbet)
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    keys = {k: _scib_key(case, np.asarray(e), label_key, kbet) for k, e in embeddings.items()}
+    rows, todo = {}, {}
+    for k, e in embeddings.items():
+        f = cache / f"{keys[k]}.json"
+        if f.exists():
+            rows[k] = pd.Series(json.loads(f.read_text()), dtype=float)
+        else:
+            todo[k] = e
+    if todo:
+        fresh = scib_scores_uncached(case, todo, label_key, kbet)
+        for k, row in fresh.iterrows():
+            tmp = cache / f"{keys[k]}.tmp"
+            tmp.write_text(json.dumps({c: float(v) for c, v in row.items()}))
+            tmp.replace(cache / f"{keys[k]}.json")
+            rows[k] = row
+    return pd.DataFrame([rows[k] for k in embeddings], index=list(embeddings))
+
+
+def scib_scores_uncached(case: Case, embeddings: dict[str, np.ndarray], label_key: str,
+                         kbet: bool = False) -> pd.DataFrame:
     """scib-metrics Benchmarker (exact neighbours, no min-max scaling) on every embedding; one row
     per embedding key with the metric columns and the three aggregate scores.
 
