@@ -195,8 +195,11 @@ show(fig, "confusion")
 # %%
 xy = np.asarray(query.obsm["spatial"])
 fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
-plotting.scatter_categories(axes[0][0], xy, pd.Series(truth["cell_type"].to_numpy()), "authors' cell types", s=8)
-plotting.scatter_categories(axes[0][1], xy, pd.Series(pred_type), "transferred cell types", s=8)
+type_cats = sorted(set(truth["cell_type"]) | set(pred_type))  # same colour for a type in both panels
+plotting.scatter_categories(axes[0][0], xy, pd.Series(pd.Categorical(truth["cell_type"], categories=type_cats)),
+                            "authors' cell types", s=8)
+plotting.scatter_categories(axes[0][1], xy, pd.Series(pd.Categorical(pred_type, categories=type_cats)),
+                            "transferred cell types", s=8)
 sca = axes[1][0].scatter(xy[:, 0], xy[:, 1], c=unc_type, s=8, cmap="magma_r", vmin=0, vmax=1)
 axes[1][0].set_title("cell type uncertainty")
 fig.colorbar(sca, ax=axes[1][0], shrink=0.7)
