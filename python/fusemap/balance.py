@@ -15,14 +15,67 @@ MAX_CLUSTER_CELLS = 50_000
 """Cells per section used to find clusters; the rest join their nearest centroid."""
 
 
+def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> "sp.csr_matrix":
+    """Exact kNN graph with UMAP's fuzzy-union edge weights (what ``sc.pp.neighbors`` computes).
+
+    Written with numpy instead of calling scanpy/umap: umap's numba kernels are compiled afresh in
+    every process, which cost ~25 CPU seconds per training run, more than all epochs of a small
+    atlas. For each cell: rho = distance to its nearest neighbour, sigma such that
+    sum_j exp(-(d_j - rho) / sigma) = log2(k) (bisection, as UMAP does), directed weights
+    exp(-(d - rho) / sigma), then the fuzzy union A + Aᵀ - A∘Aᵀ.
+    """
+    import scipy.sparse as sp
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.asarray(emb, dtype=np.float32)
+    n = x.shape[0]
+    k = min(n_neighbors, n)
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
+    # the cell itself first (an exact duplicate may come first instead)
+    own = idx == np.arange(n)[:, None]
+    order = np.argsort(~own, axis=1, kind="stable")
+    idx, dist = np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1).astype(np.float64)
+    d = dist[:, 1:]
+    pos = np.where(d > 0, d, np.inf)
+    rho = np.where(np.isfinite(pos.min(1)), pos.min(1), 0.0)
+    target = np.log2(k)
+    lo, hi, mid = np.zeros(n), np.full(n, np.inf), np.ones(n)
+    active = np.ones(n, dtype=bool)
+    shifted = d - rho[:, None]
+    for _ in range(64):
+        psum = np.where(shifted > 0, np.exp(-shifted / mid[:, None]), 1.0).sum(1)
+        active &= np.abs(psum - target) >= 1e-5
+        if not active.any():
+            break
+        over = active & (psum > target)
+        under = active & ~over
+        hi[over] = mid[over]
+        mid[over] = (lo[over] + hi[over]) / 2
+        lo[under] = mid[under]
+        inf = under & np.isinf(hi)
+        mid[inf] *= 2
+        fin = under & ~np.isinf(hi)
+        mid[fin] = (lo[fin] + hi[fin]) / 2
+    mean_all = dist.mean()
+    sigma = np.where(rho > 0, np.maximum(mid, 1e-3 * dist.mean(1)), np.maximum(mid, 1e-3 * mean_all))
+    w = np.where(dist - rho[:, None] <= 0, 1.0, np.exp(-(dist - rho[:, None]) / sigma[:, None]))
+    w[idx == np.arange(n)[:, None]] = 0.0
+    a = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
+    a.eliminate_zeros()
+    prod = a.multiply(a.T)
+    conn = (a + a.T - prod).tocsr()
+    conn.eliminate_zeros()
+    return conn
+
+
 def leiden_labels(emb: np.ndarray, resolution: float, seed: int, n_neighbors: int = 15) -> np.ndarray:
     import anndata as ad
     import scanpy as sc
 
     a = ad.AnnData(np.asarray(emb, dtype=np.float32))
-    sc.pp.neighbors(a, use_rep="X", n_neighbors=min(n_neighbors, max(a.n_obs - 1, 2)), random_state=seed)
+    conn = knn_connectivities(a.X, n_neighbors=min(n_neighbors, max(a.n_obs - 1, 2)))
     sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2,
-                 directed=False)
+                 directed=False, adjacency=conn)
     return a.obs["leiden"].astype(int).to_numpy()
 
 

@@ -1,0 +1,36 @@
+"""The kNN graph behind the balance weights (fusemap.balance.knn_connectivities) is the graph
+scanpy builds (exact kNN + UMAP fuzzy union), computed without umap's per-process numba compile."""
+
+import numpy as np
+import scipy.sparse as sp
+
+from fusemap.balance import knn_connectivities, leiden_labels
+
+
+def test_connectivities_equal_scanpys_and_clusters_agree():
+    import anndata as ad
+    import scanpy as sc
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=4.0, size=(5, 8))
+    x = (centres[rng.integers(0, 5, 600)] + rng.normal(size=(600, 8))).astype(np.float32)
+    a = ad.AnnData(x)
+    sc.pp.neighbors(a, use_rep="X", n_neighbors=15, random_state=0)  # exact below 4096 cells
+    ref = a.obsp["connectivities"]
+    mine = knn_connectivities(x, 15)
+    assert sp.isspmatrix_csr(mine) and mine.nnz == ref.nnz
+    assert abs(ref - mine).max() < 1e-5
+    assert abs(mine - mine.T).max() == 0 and mine.diagonal().max() == 0
+    assert mine.data.min() > 0 and mine.data.max() <= 1.0 + 1e-12
+    sc.tl.leiden(a, resolution=1.0, random_state=0, flavor="igraph", n_iterations=2, directed=False)
+    assert np.array_equal(a.obs["leiden"].astype(int).to_numpy(), leiden_labels(x, 1.0, 0))
+
+
+def test_duplicate_cells_and_tiny_inputs():
+    x = np.zeros((5, 3), dtype=np.float32)  # all identical: every distance is zero
+    c = knn_connectivities(x, 15)
+    assert c.shape == (5, 5) and np.allclose(c.toarray(), 1 - np.eye(5))
+    x = np.random.default_rng(1).normal(size=(40, 4)).astype(np.float32)
+    x[3] = x[7]
+    c = knn_connectivities(x, 15)
+    assert c[3, 7] == 1.0 and c[3, 3] == 0
