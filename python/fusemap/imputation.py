@@ -35,7 +35,7 @@ embedding neighbours (cells of the same kind) removes it, as the kNN baseline's 
 
 Why these defaults - measured on the STARmap mosaic (three sections, 40 shared genes, each
 section's 66 masked genes as ground truth, mean Pearson R over the 198 (section, gene) pairs; see
-tests/test_realdata_query.py and notes/issue-3.md): 'decoder' 0.111 and 'product' 0.106 without
+tests/test_realdata_query.py): 'decoder' 0.111 and 'product' 0.106 without
 neighbour averaging, 'decoder' 0.137 and 'product' 0.134 with ``neighbors=50``, against 0.116 for
 the kNN baseline (50 nearest cells of the other sections in PCA + Harmony of the shared genes).
 Averaging also raises R on the genes a section did measure (0.499 -> 0.534), so it removes noise
