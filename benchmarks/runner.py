@@ -140,7 +140,7 @@ def run_method(method: Method, case_dir: Path, out_dir: Path, seed: int, params:
         err = f"killed after the {timeout:.0f} s time limit"
     log(f"[bench]   FAILED ({err})")
     return RunResult(method.name, case, seed, "failed", wall, None, peak, str(out_dir), err[:400], params=given,
-                     load=load, threads=env["OMP_NUM_THREADS"])
+                     load=load, threads=env["OMP_NUM_THREADS"], source=Path(source).name if source else "")
 
 
 def method_by_name(name: str) -> Method:
