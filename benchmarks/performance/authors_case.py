@@ -24,6 +24,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import emit  # noqa: E402
 
 
+def knn_transfer(path: Path, label: str, first_file: str, max_cells: int = 20_000, seed: int = 0):
+    """The same check as ours_case.knn_transfer, on the package's written embedding: a kNN
+    (k = 15) classifier fitted on the first section (file) predicts ``label`` in the others."""
+    import anndata as ad
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    if not path.exists():
+        return None
+    emb = ad.read_h5ad(path)
+    if label not in emb.obs or (emb.obs[label].astype(str) == "nan").all():
+        return None
+    rng = np.random.default_rng(seed)
+    z = np.asarray(emb.X)
+    lab = emb.obs[label].astype(str).to_numpy()
+    fname = emb.obs["file_name"].astype(str).to_numpy()
+
+    def take(mask):
+        idx = np.flatnonzero(mask)
+        keep = rng.choice(idx, min(idx.size, max_cells), replace=False)
+        return z[keep], lab[keep]
+
+    z0, l0 = take(fname == first_file)
+    rest = [take(fname == f) for f in sorted(set(fname) - {first_file})]
+    clf = KNeighborsClassifier(n_neighbors=15).fit(z0, l0)
+    zt = np.concatenate([r[0] for r in rest])
+    lt = np.concatenate([r[1] for r in rest])
+    return float((clf.predict(zt) == lt).mean())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("data", help="folder of .h5ad sections")
@@ -81,6 +111,9 @@ def main() -> None:
         t0 = time.perf_counter()
         fusemap.integrate(str(a.data), str(out))
         total = time.perf_counter() - t0
+        quality = {f"knn_{label}": knn_transfer(out / fname, label, files[0].name)
+                   for fname, label in (("ad_celltype_embedding.h5ad", "cell_type"),
+                                        ("ad_tissueregion_embedding.h5ad", "region"))}
     finally:
         shutil.rmtree(out, ignore_errors=True)
     n_ep = epochs["pretrain"] + epochs["final"]
@@ -92,6 +125,7 @@ def main() -> None:
         "train_s": train_s, "train_cpu_s": times.get("pretrain_cpu", 0.0) + times.get("final_cpu", 0.0),
         "epoch_s_sum": train_s, "pipeline_s": total,
         "cells_per_s": n_cells * n_ep / max(train_s, 1e-9), "batch_size": ModelType.batch_size.value,
+        **quality,
     })
 
 
