@@ -78,10 +78,10 @@ def score_case(case: scoring.Case, runs: list[RunResult], methods: dict[str, Met
         recs.append(dict(case=case.name, method=m, seed=seed, task=task, target=target, embedding=emb,
                          metric=metric, value=float(value)))
 
-    for kind, embs, label in (("cell embedding", cell_embs, case.info["labels"]["cell"]),
-                              ("spatial embedding", spatial_embs, case.info["labels"]["spatial"])):
-        print(f"[bench] scIB on {case.name}: {kind} x {label} ({len(embs)} embeddings)")
-        res = scoring.scib_scores(case, embs, label, kbet=kbet, cache_dir=scib_cache)
+    for kind, kind_embs, label in (("cell embedding", cell_embs, case.info["labels"]["cell"]),
+                                   ("spatial embedding", spatial_embs, case.info["labels"]["spatial"])):
+        print(f"[bench] scIB on {case.name}: {kind} x {label} ({len(kind_embs)} embeddings)")
+        res = scoring.scib_scores(case, kind_embs, label, kbet=kbet, cache_dir=scib_cache)
         for k, row in res.iterrows():
             m, seed, how = keyinfo[k]
             for metric, v in row.items():
