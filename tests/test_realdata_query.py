@@ -83,9 +83,18 @@ def imputation_scores(model, masked, full, **options):
         genes = list(a.uns["masked_genes"])
         truth = dense_preprocessed(full[v])[:, [list(full[v].var_names).index(g) for g in genes]]
         imp = fusemap.impute(model, name, genes, **options).X
-        ours.append(pearson_columns(imp, truth))
-        base.append(pearson_columns(knn_imputation(masked, coords, v, genes), truth))
+        ours.append(scored(imp, truth))
+        base.append(scored(knn_imputation(masked, coords, v, genes), truth))
     return np.concatenate(ours), np.concatenate(base)
+
+
+def scored(imp, truth):
+    """Pearson R per gene; a constant imputation of a varying gene (e.g. a decoder read-out whose
+    ReLU is zero in every cell) scores 0, not NaN, so it counts against the method instead of
+    leaving the mean. NaN only where the truth itself is constant."""
+    r = pearson_columns(imp, truth)
+    r[np.isnan(r) & (truth.std(0) > 0)] = 0.0
+    return r
 
 
 def test_imputation_beats_knn_on_masked_genes(starmap_mosaic, starmap_model, record_property):
