@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from ._atomic import replace_dir
 from .errors import FuseMapInputError, FuseMapModelError
 
 log = logging.getLogger("fusemap")
@@ -51,15 +52,7 @@ class OutputDir:
     def commit(self, drop: Sequence[str] = ()) -> Path:
         for d in drop:
             shutil.rmtree(self.partial / d, ignore_errors=True)
-        if self.target.exists():
-            old = self.target.parent / f".{self.target.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(self.target, old)
-            os.rename(self.partial, self.target)
-            shutil.rmtree(old)
-        else:
-            os.rename(self.partial, self.target)
-        return self.target
+        return replace_dir(self.partial, self.target)
 
 
 def write_h5ad(adata, path: Path) -> None:

@@ -28,6 +28,7 @@ from ._constants import (CELL_EMBEDDING, CONFIG_FILE, GENE_EMBEDDING_VARM, GENES
                          SECTIONS_FILE, SPATIAL_EMBEDDING, SPATIAL_KEY, WEIGHTS_FILE)
 from .config import FuseMapConfig, make_config
 from .distributed import rank_device
+from ._atomic import replace_dir
 from .errors import FuseMapInputError, FuseMapModelError
 from .graph import adjacency, ensure_graph, gcn_normalize, graph_summary
 from .inference import embed_section
@@ -291,13 +292,7 @@ class FuseMap:
                                            "genes": self.vocabulary.names})
             _write_json(tmp / SECTIONS_FILE, {"sections": self.section_info})
             _write_json(tmp / HISTORY_FILE, self.history)
-            if path.exists():
-                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(path, old)
-                os.rename(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.rename(tmp, path)
+            replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

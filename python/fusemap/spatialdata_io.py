@@ -58,6 +58,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._constants import (GRAPH_CONNECTIVITIES, GRAPH_DISTANCES, GRAPH_UNS, RUN_RECORD, SPATIAL_KEY)
+from ._atomic import replace_dir
 from .errors import FuseMapInputError
 from .sections import SectionSet
 
@@ -645,13 +646,7 @@ def save_spatialdata(sdata: Any, path: str | os.PathLike, *, tables: Sequence[st
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sdata.write(tmp, update_sdata_path=False)
-        if path.exists():
-            old = _tmp_beside(path, "old")
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
