@@ -133,6 +133,7 @@ def compare(force: bool, threads: int) -> None:
     kw = dict(force=force, threads=threads)
     for data, e in COMPARE_EPOCHS.items():
         run_case(f"compare/{data}/ours", "ours", data, epochs=e, **kw)
+        run_case(f"compare/{data}/ours_fp32", "ours", data, epochs=e, params={"precision": "float32"}, **kw)
         run_case(f"compare/{data}/ours_batch64", "ours", data, epochs=e, params={"batch_size": 64}, **kw)
         run_case(f"compare/{data}/ours_patch64", "ours", data, epochs=e, params={"patch_size": 64}, **kw)
         run_case(f"compare/{data}/authors", "authors", data, epochs=e, **kw)
@@ -214,6 +215,11 @@ def report() -> None:
                              f"per wall second, **{o.cells_per_cpu_s / a.cells_per_cpu_s:.1f}x** per CPU second "
                              f"(target >= 5); peak memory ratio = **{o.peak_mb / a.peak_mb:.2f}** (target <= 0.5); "
                              f"whole run {a.wall_s / o.wall_s:.1f}x less wall time, {a.cpu_s / o.cpu_s:.1f}x less CPU time.")
+                f32 = d[d.case.str.endswith("/ours_fp32")]
+                if len(f32):
+                    lines.append(f"  - with float32 encoders (`precision='float32'`; the default 'auto' uses bfloat16 "
+                                 f"on CPUs with native bfloat16): {f32.iloc[0].cells_per_s / a.cells_per_s:.1f}x "
+                                 f"(CPU: {f32.iloc[0].cells_per_cpu_s / a.cells_per_cpu_s:.1f}x)")
                 b64 = d[d.case.str.endswith("/ours_batch64")]
                 if len(b64):
                     lines.append(f"  - at the authors' batch size (64): {b64.iloc[0].cells_per_s / a.cells_per_s:.1f}x "

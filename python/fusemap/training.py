@@ -98,6 +98,26 @@ def _cpu_state(module: torch.nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively (on other CPUs it is emulated, slow)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Resolve ``TrainConfig.precision``; 'auto' takes bfloat16 only where measured to pay (CPU)."""
+    if precision == "bfloat16":
+        return True
+    if precision == "float32":
+        return False
+    return device.type == "cpu" and native_bf16(device)
+
+
 class Trainer:
     def __init__(self, module: FuseMapModule, sections: Sequence[SectionData], cfg: FuseMapConfig,
                  device: torch.device, *, adversarial: bool, checkpoint_dir: str | os.PathLike | None = None,
@@ -121,6 +141,7 @@ class Trainer:
         self.opt_d = torch.optim.Adam(module.discriminator_parameters(), lr=self.t.disc_lr)
         self._fingerprint = fingerprint(cfg, self.sections)
         self.dist = distributed.setup(device)  # one process unless launched by torchrun
+        self.bf16 = use_bf16(self.t.precision, device)
         if fixed is not None:
             self._fingerprint += "+fixed:" + ",".join(str(len(c)) for c in fixed.cell)
 
@@ -191,7 +212,7 @@ class Trainer:
         plan = self.dist.shard(EpochPlan(self.sections, self.t.batch_size, self.rng, patch_size=self.t.patch_size))
         for blocks in iterate_blocks(self.sections, plan, m.hops, self.t.num_workers, pin=self.device.type == "cuda"):
             blocks = [b.to(self.device) for b in blocks]
-            out = m(blocks, sample=m.cfg.variational)
+            out = m(blocks, sample=m.cfg.variational, bf16=self.bf16)
             ae = out.losses.autoencoder(self.t.kl_weight, m.cfg.cell_recon_weight)
             # detached tensors, summed on the device: no host synchronisation per step on CUDA
             logs = {"recon": out.losses.recon.detach(), "kl": out.losses.kl.detach()}
@@ -244,7 +265,7 @@ class Trainer:
         plan = self.dist.shard(EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val"))
         for blocks in iterate_blocks(self.sections, plan, m.hops, 0):
             blocks = [b.to(self.device) for b in blocks]
-            out = m(blocks, sample=False)
+            out = m(blocks, sample=False, bf16=self.bf16)
             k = sum(b.n_seeds for b in blocks)
             total += out.losses.autoencoder(self.t.kl_weight, m.cfg.cell_recon_weight).item() * k
             n += k
