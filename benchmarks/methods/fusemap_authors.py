@@ -53,16 +53,34 @@ def main() -> None:
         spatial_integrate(x_input, run_args, ["delaunay"] * len(x_input), ["ST"] * len(x_input))
     out = Path(run_args.output_save_dir)
     names = np.concatenate([a.obs_names.to_numpy() for a in secs]).astype(str)
-    embs = {}
+    section_of = np.repeat(np.arange(len(secs)), [a.n_obs for a in secs])
+    embs, missing = {}, None
     for kind, fname in (("cell", "ad_celltype_embedding.h5ad"), ("spatial", "ad_tissueregion_embedding.h5ad")):
         e = ad.read_h5ad(out / fname)
-        e.obs_names = e.obs_names.astype(str)
-        embs[kind] = np.asarray(e[names].X.toarray() if hasattr(e.X, "toarray") else e[names].X)
+        embs[kind], missing = _rows_for(e, names, section_of)
     save_outputs(args.out, names, cell=embs["cell"], spatial=embs["spatial"],
                  meta={"fusemap_version": fusemap.__version__, "n_epochs": ModelType.n_epochs.value,
                        "train_without_eval": ModelType.TRAIN_WITHOUT_EVAL.value,
-                       "defaults": defaults}, fit_seconds=clock.seconds)
+                       "defaults": defaults, "cells_without_output": int(missing.sum()),
+                       "cells_without_output_examples": names[missing][:20].tolist()},
+                 fit_seconds=clock.seconds)
     shutil.rmtree(work / "input")
+
+
+def _rows_for(e, names: np.ndarray, section_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The embedding rows of ``names``. Cells its preprocessing dropped (it filters cells on its
+    own) get their section's mean embedding, so every method is scored on the same cells; the
+    count is recorded in meta.json."""
+    x = e.X.toarray() if hasattr(e.X, "toarray") else np.asarray(e.X)
+    first = {n: i for i, n in reversed(list(enumerate(e.obs_names.astype(str))))}
+    pos = np.array([first.get(n, -1) for n in names], dtype=np.int64)
+    missing = pos < 0
+    rows = np.empty((len(names), x.shape[1]), dtype=np.float32)
+    rows[~missing] = x[pos[~missing]]
+    for s in np.unique(section_of[missing]):
+        have = ~missing & (section_of == s)
+        rows[missing & (section_of == s)] = x[pos[have]].mean(0) if have.any() else 0.0
+    return rows, missing
 
 
 if __name__ == "__main__":
