@@ -36,15 +36,14 @@ METHODS = {
                       note="harmonypy on the PCA of the shared genes"),
     "Scanorama": Method("Scanorama", "scanorama_", "bench", "shared genes only", False, True,
                         note="its randomness is only in approximate neighbour search: one run", seeds=1),
-    "scVI": Method("scVI", "scvi_", "bench", "shared genes only", False, True, {"max_epochs": 100},
-                   note="max_epochs 100 (its default here is 400; time budget)", seeds=2),
+    "scVI": Method("scVI", "scvi_", "bench", "shared genes only", False, True, {"max_epochs": 400},
+                   note="scvi-tools defaults (max_epochs 400 for data of this size), raw counts", seeds=2),
     "Seurat v4": Method("Seurat v4", "seurat", "r", "shared genes only", False, False,
                         note="CCA anchors + IntegrateData (deterministic: one run)"),
     "STAGATE": Method("STAGATE", "stagate", "bench", "shared genes only", True, True,
-                      {"n_epochs": 100}, note="stagate-modern (STAGATE_pyG), 100 epochs (default 1000: 500 "
-                      "epochs did not finish in 30 min on the shared 2-core machine); one embedding, "
-                      "scored as both", seeds=1),
+                      {"n_epochs": 1000}, note="stagate-modern (STAGATE_pyG), its default 1000 epochs; one "
+                      "embedding, scored as both", seeds=1),
     "GraphST": Method("GraphST", "graphst", "bench", "shared genes only", True, True,
-                      {"epochs": 100}, note="GraphST 1.1.1, 100 epochs (default 600; time budget on the "
-                      "shared 2-core machine); one embedding, scored as both", seeds=1),
+                      {"epochs": 600}, note="GraphST 1.1.1, its default 600 epochs; one embedding, scored "
+                      "as both", seeds=1),
 }
