@@ -29,7 +29,8 @@ METHODS = {
         "FuseMap (ours), query mapping", "fusemap_ours_query", "main", "all panels", True, True,
         note="integrate the reference sections, map_query the held-out one, transfer_labels", seeds=1),
     "FuseMap 1.1.3 (authors)": Method("FuseMap 1.1.3 (authors)", "fusemap_authors", "authors", "all panels",
-                                      True, True, note="PyPI fusemap 1.1.3, default settings, own venv; on a slow machine "
+                                      True, True, note="PyPI fusemap 1.1.3, default settings, own venv; cells its preprocessing "
+                                      "drops get their section's mean embedding (count in the run's meta.json); on a slow machine "
                                       "pass a cut with --params '{\"fusemap_authors\": {\"n_epochs\": N}}' "
                                       "(and --max-cells), which the table then states", seeds=1),
     "Harmony": Method("Harmony", "harmony", "main", "shared genes only", False, True,
