@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 
 from fusemap.config import GraphConfig
-from fusemap.graph import adjacency, ensure_graph, gcn_normalize, section_graph
+from fusemap.graph import adjacency, build_graph, delaunay_graph, ensure_graph, gcn_normalize, section_graph
 from fusemap.sampler import make_block, neighbourhood_levels, SectionData
 
 
@@ -102,3 +102,40 @@ def test_blocks_reproduce_full_graph_convolution(section, hops):
         full = a_hat @ full
     np.testing.assert_allclose(h.numpy(), full[seeds], rtol=1e-5, atol=1e-5)
     assert torch.equal(block.x[: len(seeds)], torch.from_numpy(x[seeds].toarray()))
+
+
+def _squidpy_delaunay(xy):
+    import anndata as ad
+    import squidpy as sq
+
+    a = ad.AnnData(np.zeros((len(xy), 1), dtype=np.float32), obsm={"spatial": xy})
+    sq.gr.spatial_neighbors_delaunay(a, key_added="spatial")
+    return a.obsp["spatial_connectivities"], a.obsp["spatial_distances"], a.uns["spatial_neighbors"]
+
+
+def test_delaunay_graph_equals_squidpys(sim_sections):
+    """The Delaunay graph is built without importing squidpy; it must be squidpy's graph."""
+    from conftest import require_data
+    from fusemap import datasets
+
+    coords = [np.asarray(a.obsm["spatial"], dtype=np.float64) for a in sim_sections]
+    if datasets.has_data(["osmfish_sscortex", "molcart_cortex_A1"] + list(datasets.STARMAP_MPFC)):
+        folder = require_data()
+        import anndata as ad
+        for name in ["osmfish_sscortex", "molcart_cortex_A1", *datasets.STARMAP_MPFC]:
+            coords.append(np.asarray(ad.read_h5ad(folder / f"{name}.h5ad").obsm["spatial"], dtype=np.float64))
+    for xy in coords:
+        ref_c, ref_d, ref_uns = _squidpy_delaunay(xy)
+        conn, dist = delaunay_graph(xy)
+        assert conn.dtype == ref_c.dtype and dist.dtype == ref_d.dtype
+        assert conn.nnz == ref_c.nnz > 2.5 * len(xy) and dist.nnz == ref_d.nnz
+        assert (conn != ref_c).nnz == 0
+        assert abs(dist - ref_d).max() == 0.0
+        assert conn.diagonal().max() == 0 and conn.has_sorted_indices
+    section = sim_sections[0]
+    build_graph(section, GraphConfig())
+    ref_params = {k: v for k, v in ref_uns["params"].items()}
+    params = dict(section.uns["spatial_neighbors"]["params"])
+    assert params.pop("fusemap_method") == "delaunay" and params == ref_params
+    assert {k: v for k, v in section.uns["spatial_neighbors"].items() if k != "params"} == \
+        {k: v for k, v in ref_uns.items() if k != "params"}

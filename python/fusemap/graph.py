@@ -1,4 +1,4 @@
-"""Spatial neighbourhood graphs (built with squidpy, stored in its keys) and GCN normalisation.
+"""Spatial neighbourhood graphs (squidpy's graphs, stored in its keys) and GCN normalisation.
 
 Keys: the connectivity matrix lives in ``obsp['spatial_connectivities']``, edge lengths in
 ``obsp['spatial_distances']`` and squidpy's parameters in ``uns['spatial_neighbors']``; fusemap adds
@@ -21,7 +21,21 @@ log = logging.getLogger("fusemap")
 
 def build_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY,
                 library_key: str | None = None) -> None:
-    """Build the spatial graph with squidpy and store it in squidpy's keys of ``adata``."""
+    """Build the spatial graph squidpy builds and store it in squidpy's keys of ``adata``.
+
+    Delaunay graphs of one library (the default) are computed here with scipy, exactly as
+    squidpy's ``DelaunayBuilder`` computes them (``tests/test_graph.py`` checks equality): importing
+    squidpy costs ~200 MB and ~5 CPU s per process, more than the whole model of a small atlas.
+    kNN and radius graphs, and graphs over several libraries, are built by squidpy itself.
+    """
+    if cfg.method == "delaunay" and library_key is None:
+        conn, dist = delaunay_graph(np.asarray(adata.obsm[spatial_key], dtype=np.float64))
+        adata.obsp[GRAPH_CONNECTIVITIES] = conn
+        adata.obsp[GRAPH_DISTANCES] = dist
+        adata.uns[GRAPH_UNS] = {"connectivities_key": GRAPH_CONNECTIVITIES, "distances_key": GRAPH_DISTANCES,
+                                "params": {"coord_type": "generic", "radius": None, "transform": None,
+                                           "fusemap_method": "delaunay"}}
+        return
     common = {"spatial_key": spatial_key, "library_key": library_key, "key_added": "spatial"}
     quiet = logging.getLogger("spatialdata")  # squidpy logs each graph build at INFO through it
     level = quiet.level
@@ -35,6 +49,22 @@ def build_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY,
     params["fusemap_method"] = cfg.method
     if cfg.method == "knn":
         params["n_neighbors"] = int(cfg.n_neighbors)
+
+
+def delaunay_graph(coords: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Connectivities (float32 ones) and Euclidean edge lengths of the Delaunay triangulation,
+    in the layout squidpy stores (CSR, sorted indices, empty diagonal)."""
+    from scipy.spatial import Delaunay
+
+    n = coords.shape[0]
+    indptr, indices = Delaunay(coords).vertex_neighbor_vertices
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    lengths = np.linalg.norm(coords[rows] - coords[indices], axis=1)
+    conn = sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr), shape=(n, n))
+    dist = sp.csr_matrix((lengths, indices.copy(), indptr.copy()), shape=(n, n))
+    conn.sort_indices()
+    dist.sort_indices()
+    return conn, dist
 
 
 def _squidpy_build(adata, cfg: GraphConfig, common: dict) -> None:
