@@ -55,11 +55,6 @@ def main() -> None:
 
     import fusemap
 
-    # torch >= 2.1 imports torch._dynamo at the first optimiser construction (~8 CPU s, once per
-    # process): import it with the other libraries, so that the training timings measure training
-    # (the whole-run wall and CPU times include it either way)
-    import torch._dynamo  # noqa: F401
-
     if a.threads:
         torch.set_num_threads(a.threads)
     params = {"progress": False, **json.loads(a.params)}

@@ -30,6 +30,7 @@ from .config import FuseMapConfig
 from .errors import FuseMapModelError
 from .inference import embed_section
 from .module import FuseMapModule, adversarial_loss, discriminator_loss
+from .optim import Adam
 from .sampler import EpochPlan, SectionData, iterate_blocks
 
 log = logging.getLogger("fusemap")
@@ -137,8 +138,8 @@ class Trainer:
         self.fixed = fixed
         frozen_ids = {id(p) for p in frozen}
         gen_params = [p for p in module.generator_parameters() if id(p) not in frozen_ids and p.requires_grad]
-        self.opt_g = torch.optim.Adam(gen_params, lr=self.t.lr, weight_decay=self.t.weight_decay)
-        self.opt_d = torch.optim.Adam(module.discriminator_parameters(), lr=self.t.disc_lr)
+        self.opt_g = Adam(gen_params, lr=self.t.lr, weight_decay=self.t.weight_decay)
+        self.opt_d = Adam(module.discriminator_parameters(), lr=self.t.disc_lr)
         self._fingerprint = fingerprint(cfg, self.sections)
         self.dist = distributed.setup(device)  # one process unless launched by torchrun
         self.bf16 = use_bf16(self.t.precision, device)
@@ -248,7 +249,7 @@ class Trainer:
                 logs.update(disc=d_loss.detach(), adv_cell=adv_c.detach(), adv_spatial=adv_t.detach())
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
-            self.dist.sync_gradients(p for g in self.opt_g.param_groups for p in g["params"])
+            self.dist.sync_gradients(self.opt_g.params)
             self.opt_g.step()
             k = sum(b.n_seeds for b in blocks)
             for key, val in logs.items():
