@@ -24,13 +24,33 @@ def test_dropout_rate_scale_and_gradient():
     assert torch.allclose(y[kept], x[kept] / 0.8)  # inverted dropout keeps the expectation
     y.sum().backward()
     assert torch.allclose(xg.grad, kept.float() / 0.8)
-    # the mask is not the same for every row or column (two 16-bit draws per 32-bit word)
+    # the mask is not the same for every row or column (four 16-bit uniforms per 64-bit draw)
     per_col = kept.float().mean(0)
     assert per_col.std().item() < 0.03 and 0.7 < per_col.min().item() and per_col.max().item() < 0.9
 
 
+def test_fused_leaky_relu_dropout_matches_the_two_steps():
+    torch.manual_seed(1)
+    x = torch.randn(1500, 512)
+    drop = Dropout(0.2).train()
+    xg = x.clone().requires_grad_(True)
+    y = drop.after_leaky_relu(xg, 0.2)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.8) < 0.003
+    ref = torch.nn.functional.leaky_relu(x, 0.2) / 0.8
+    torch.testing.assert_close(y[kept], ref[kept], rtol=1e-6, atol=1e-7)
+    y.sum().backward()
+    slope = torch.where(x > 0, 1.0, 0.2) / 0.8
+    torch.testing.assert_close(xg.grad, slope * kept.float(), rtol=1e-6, atol=1e-7)
+    torch.manual_seed(5)
+    a = drop.after_leaky_relu(x, 0.2)
+    torch.manual_seed(5)
+    assert torch.equal(a, drop.after_leaky_relu(x, 0.2))  # torch's seed fixes the numpy mask
+    assert torch.equal(drop.eval().after_leaky_relu(x, 0.2), torch.nn.functional.leaky_relu(x, 0.2))
+
+
 def test_dropout_seeded_eval_and_zero_rate():
-    x = torch.randn(64, 33)  # odd element count: the last 32-bit word is half used
+    x = torch.randn(64, 33)  # element count not a multiple of 4: the last 64-bit draw is partly used
     drop = Dropout(0.5).train()
     torch.manual_seed(3)
     a = drop(x)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,13 +28,18 @@ def bucket_rows(n: int) -> int:
 
 
 class Dropout(nn.Module):
-    """Inverted dropout whose CPU mask costs a third of ``nn.Dropout``'s.
+    """Inverted dropout with a cheap CPU mask, fused with the LeakyReLU before it in the encoders.
 
     On CPU, torch draws one Mersenne-Twister number per element for ``bernoulli_``; in the
-    encoders that made dropout as expensive as all their matrix products. Here each 32-bit draw
-    gives two 16-bit uniforms, and an element is kept when its uniform clears ``round(p * 65536)``
-    (the drop rate is exact to 1/65536). Same generator, so ``torch.manual_seed`` still fixes it.
-    CUDA keeps torch's fused kernel.
+    encoders that made dropout as expensive as their matrix products. Here the mask comes from
+    numpy's PCG64 generator, four 16-bit uniforms per 64-bit draw, seeded by one draw from torch's
+    generator (so ``torch.manual_seed`` and checkpointed RNG states still fix it); an element is
+    kept when its uniform clears ``round(p * 65536)`` (the rate is exact to 1/65536). CUDA keeps
+    torch's fused kernel.
+
+    :meth:`after_leaky_relu` applies LeakyReLU and dropout as one product ``x * f`` with
+    ``f = slope(x) * keep / (1 - p)``: autograd then saves one tensor ``f`` instead of the
+    activation input and the mask, and the elementwise passes drop from four to two.
     """
 
     def __init__(self, p: float):
@@ -41,17 +47,35 @@ class Dropout(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {p}")
         self.p = float(p)
-        self._threshold = -32768 + round(self.p * 65536)  # int16 uniforms in [-32768, 32767]
+        self._threshold = round(self.p * 65536)  # uint16 uniforms in [0, 65535]
+
+    def _kept(self, x: torch.Tensor) -> torch.Tensor:
+        """1.0 where an element of ``x`` is kept, 0.0 where it is dropped (float32, CPU)."""
+        n = x.numel()
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        words = np.random.Generator(np.random.PCG64(seed)).bit_generator.random_raw((n + 3) // 4)
+        kept = words.view(np.uint16)[:n] >= self._threshold  # numpy: torch's bool ops are slow on CPU
+        return torch.from_numpy(kept.astype(np.float32)).view(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        n = x.numel()
-        words = torch.randint(-2**31, 2**31 - 1, ((n + 1) // 2,), dtype=torch.int32)
-        keep = words.view(torch.int16)[:n].view(x.shape) >= self._threshold
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        return x * self._kept(x).mul_(1.0 / (1.0 - self.p)).to(x.dtype)
+
+    def after_leaky_relu(self, x: torch.Tensor, slope: float) -> torch.Tensor:
+        """``dropout(leaky_relu(x, slope))``."""
+        if not self.training or self.p == 0.0:
+            return F.leaky_relu(x, slope)
+        if x.device.type != "cpu":
+            return F.dropout(F.leaky_relu(x, slope), self.p, True)
+        with torch.no_grad():
+            scale = 1.0 / (1.0 - self.p)
+            # slope(x) * scale = scale where x > 0, slope * scale where x < 0, from sign(x)
+            f = torch.sign(x.float()).mul_(0.5 * (1 - slope) * scale).add_(0.5 * (1 + slope) * scale)
+            f = f.mul_(self._kept(x)).to(x.dtype)
+        return x * f
 
 
 class Encoder(nn.Module):
@@ -72,7 +96,17 @@ class Encoder(nn.Module):
         self.logvar = nn.Linear(width, cfg.n_latent)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
+        h = x
+        layers = list(self.body)
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if isinstance(layer, nn.LeakyReLU) and i + 1 < len(layers) and isinstance(layers[i + 1], Dropout):
+                h = layers[i + 1].after_leaky_relu(h, layer.negative_slope)  # one fused product
+                i += 2
+            else:
+                h = layer(h)
+                i += 1
         return self.mean(h), self.logvar(h).clamp(*LOGVAR_RANGE)
 
 
