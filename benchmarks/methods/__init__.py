@@ -25,6 +25,10 @@ class Method:
 METHODS = {
     "FuseMap (ours)": Method("FuseMap (ours)", "fusemap_ours", "main", "all panels", True, True,
                              note="fusemap.integrate, default settings", seeds=3),
+    "FuseMap (ours), seed patches": Method(
+        "FuseMap (ours), seed patches", "fusemap_ours_patches", "main", "all panels", True, True, {"patch_size": 64},
+        note="fusemap.integrate with patch_size=64: the seeds of a minibatch come as spatially compact graph "
+        "patches (fewer cells encoded per step)", seeds=3),
     "FuseMap (ours), query mapping": Method(
         "FuseMap (ours), query mapping", "fusemap_ours_query", "main", "all panels", True, True,
         note="integrate the reference sections, map_query the held-out one, transfer_labels", seeds=1),
