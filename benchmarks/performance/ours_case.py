@@ -54,6 +54,7 @@ def main() -> None:
     import torch
 
     import fusemap
+    from fusemap.training import use_bf16
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -78,6 +79,7 @@ def main() -> None:
         "method": "ours", "fusemap_version": fusemap.__version__, "n_sections": len(secs), "n_cells": n_cells,
         "panel_sizes": [int(s.n_vars) for s in secs], "params": params, "torch_threads": torch.get_num_threads(),
         "device": str(model.device),
+        "encoder_arithmetic": "bfloat16" if use_bf16(model.config.train.precision, model.device) else "float32",
         "read_s": t["read"] - t["start"], "setup_s": t["setup"] - t["read"], "train_s": t["train"] - t["setup"],
         "embed_s": t["embed"] - t["train"], "pipeline_s": t["embed"] - t["read"], "train_cpu_s": train_cpu,
         "epochs_per_phase": list(st.epochs_per_phase), "epochs": int(sum(st.epochs_per_phase)),

@@ -138,6 +138,10 @@ def compare(force: bool, threads: int) -> None:
         run_case(f"compare/{data}/ours_batch64", "ours", data, epochs=e, params={"batch_size": 64}, **kw)
         run_case(f"compare/{data}/ours_patch64", "ours", data, epochs=e, params={"patch_size": 64}, **kw)
         run_case(f"compare/{data}/authors", "authors", data, epochs=e, **kw)
+        if (os.cpu_count() or 1) > 1:  # both with every core (torch's default): how users run them
+            every = dict(kw, threads=os.cpu_count())
+            run_case(f"compare/{data}/ours_allcores", "ours", data, epochs=e, **every)
+            run_case(f"compare/{data}/authors_allcores", "authors", data, epochs=e, **every)
 
 
 def converge(force: bool, threads: int) -> None:
@@ -181,7 +185,7 @@ def _row(rec: dict) -> dict:
         # peak RSS of the process tree (cases stored before RSS was recorded have PSS only)
         "peak_mb": round(rec.get("peak_rss_mb", rec["peak_pss_mb"])), "peak_pss_mb": round(rec["peak_pss_mb"]),
         "knn_cell_type": r.get("knn_cell_type"), "knn_region": r.get("knn_region"),
-        "threads": r.get("torch_threads"), "load_avg": round(rec.get("load_avg_after", float("nan")), 1),
+        "encoder_arithmetic": r.get("encoder_arithmetic"), "threads": r.get("torch_threads"), "load_avg": round(rec.get("load_avg_after", float("nan")), 1),
     }
 
 
@@ -214,7 +218,9 @@ def report() -> None:
             auth = d[d.case.str.endswith("/authors")]
             if len(ours) and len(auth):
                 o, a = ours.iloc[0], auth.iloc[0]
-                lines.append(f"- **{data}**: throughput ratio ours/authors = **{o.cells_per_s / a.cells_per_s:.1f}x** "
+                arith = o.get("encoder_arithmetic") or "?"
+                lines.append(f"- **{data}** (ours' encoders in {arith}): throughput ratio ours/authors = "
+                             f"**{o.cells_per_s / a.cells_per_s:.1f}x** "
                              f"per wall second, **{o.cells_per_cpu_s / a.cells_per_cpu_s:.1f}x** per CPU second "
                              f"(target >= 5); peak memory ratio = **{o.peak_mb / a.peak_mb:.2f}** (target <= 0.5); "
                              f"whole run {a.wall_s / o.wall_s:.1f}x less wall time, {a.cpu_s / o.cpu_s:.1f}x less CPU time.")
@@ -227,6 +233,11 @@ def report() -> None:
                 if len(b64):
                     lines.append(f"  - at the authors' batch size (64): {b64.iloc[0].cells_per_s / a.cells_per_s:.1f}x "
                                  f"(CPU: {b64.iloc[0].cells_per_cpu_s / a.cells_per_cpu_s:.1f}x)")
+                oa, aa = d[d.case.str.endswith("/ours_allcores")], d[d.case.str.endswith("/authors_allcores")]
+                if len(oa) and len(aa):
+                    lines.append(f"  - both with all {int(oa.iloc[0].threads or 0)} cores: "
+                                 f"{oa.iloc[0].cells_per_s / aa.iloc[0].cells_per_s:.1f}x per wall second; peak memory "
+                                 f"ratio {oa.iloc[0].peak_mb / aa.iloc[0].peak_mb:.2f}")
                 p64 = d[d.case.str.endswith("/ours_patch64")]
                 if len(p64):
                     lines.append(f"  - with seeds in spatial patches of 64 (`patch_size=64`): "
@@ -303,7 +314,18 @@ def _machine() -> str:
     except Exception:  # noqa: BLE001
         dev = "?"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPU cores, {mem:.0f} GB RAM, {dev}"
+    cpu, flags = "CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu == "CPU":
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    bf16 = "with" if flags & {"avx512_bf16", "amx_bf16"} else "without"
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{os.cpu_count()} cores of {cpu} ({simd}, {bf16} native bfloat16), {mem:.0f} GB RAM, {dev}")
 
 
 def main() -> None:
