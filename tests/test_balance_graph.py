@@ -34,3 +34,19 @@ def test_duplicate_cells_and_tiny_inputs():
     x[3] = x[7]
     c = knn_connectivities(x, 15)
     assert c[3, 7] == 1.0 and c[3, 3] == 0
+
+
+def test_exact_knn_matches_brute_force_distances():
+    from fusemap.balance import exact_knn
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(700, 12)).astype(np.float32)
+    x[5] = x[6]  # a duplicate pair: distance 0, tie broken by index
+    d_true = np.sqrt(((x[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1))
+    for k, block in ((15, 10_000), (15, 50), (700, 8_000_000)):  # several row blocks; k = all rows
+        dist, idx = exact_knn(x, k, block_entries=block)
+        assert dist.shape == idx.shape == (700, k)
+        expect = np.lexsort((np.tile(np.arange(700), (700, 1)), d_true), axis=1)[:, :k]
+        assert np.array_equal(idx, expect)
+        assert np.allclose(dist, np.take_along_axis(d_true, expect, 1), atol=1e-12)
+    assert idx[5, 0] == 5 and idx[6, 0] == 5 and dist[6, 0] == 0.0

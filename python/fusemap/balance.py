@@ -25,12 +25,11 @@ def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> "sp.csr_matrix
     exp(-(d - rho) / sigma), then the fuzzy union A + Aᵀ - A∘Aᵀ.
     """
     import scipy.sparse as sp
-    from sklearn.neighbors import NearestNeighbors
 
     x = np.asarray(emb, dtype=np.float32)
     n = x.shape[0]
     k = min(n_neighbors, n)
-    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
+    dist, idx = exact_knn(x, k)
     # the cell itself first (an exact duplicate may come first instead)
     own = idx == np.arange(n)[:, None]
     order = np.argsort(~own, axis=1, kind="stable")
@@ -66,6 +65,38 @@ def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> "sp.csr_matrix
     conn = (a + a.T - prod).tocsr()
     conn.eliminate_zeros()
     return conn
+
+
+def exact_knn(x: np.ndarray, k: int, block_entries: int = 8_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices of each row's ``k`` nearest rows (itself included), by brute force.
+
+    Candidates come from float32 matrix products in blocks of rows (``k + 8`` per row, so rounding
+    cannot push a true neighbour out), then their distances are recomputed exactly in float64 as
+    norms of differences and sorted (ties by index). Written here rather than calling
+    scikit-learn, whose import costs ~50 MB and seconds in every training process for this call.
+    """
+    import torch
+
+    x32 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    x64 = np.asarray(x, dtype=np.float64)
+    n = x32.shape[0]
+    sq = (x32 * x32).sum(1)
+    m = min(n, k + 8)
+    rows = max(1, block_entries // max(n, 1))
+    dist = np.empty((n, k))
+    idx = np.empty((n, k), dtype=np.int64)
+    with torch.no_grad():
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            # |y|^2 - 2 x.y ranks the rows like |x - y|^2 (|x|^2 is constant along a row)
+            score = torch.addmm(sq[None, :], x32[start:stop], x32.T, alpha=-2.0)
+            cand = torch.topk(score, m, dim=1, largest=False, sorted=False).indices.numpy()
+            diff = x64[start:stop, None, :] - x64[cand]
+            d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+            order = np.lexsort((cand, d), axis=1)[:, :k]  # by distance, ties by index
+            idx[start:stop] = np.take_along_axis(cand, order, 1)
+            dist[start:stop] = np.take_along_axis(d, order, 1)
+    return dist, idx
 
 
 class _IgraphRandom:
