@@ -6,7 +6,7 @@ curve from about ten thousand to one million cells.
     .venv/bin/python benchmarks/performance/run.py --only scaling --sizes 10000 100000
 
 Every case runs in its own process under ``measure.run_measured`` (wall time, CPU time, peak PSS
-of the whole process tree) and is stored in ``results/cases/<case>.json``; a stored case is reused
+and RSS of the whole process tree) and is stored in ``results/cases/<case>.json``; a stored case is reused
 unless ``--force`` (so an interrupted run continues). The report (``results/RESULTS.md``,
 ``results/*.csv``, ``results/*.png``) is rebuilt from the stored cases at the end of every run.
 
@@ -118,7 +118,8 @@ def run_case(case: str, method: str, data: str, *, epochs: int | None, params: d
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
     m = run_measured(cmd, env=env, timeout=timeout, log_path=WORK / "logs" / (case.replace("/", "__") + ".log"))
     rec = {"case": case, "method": method, "data": data, "epoch_budget": epochs, **m,
-           "load_avg_after": os.getloadavg()[0], "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+           "load_avg_after": os.getloadavg()[0], "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "machine": _machine()}
     if m["returncode"] != 0 or not m["result"]:
         print(f"[bench-perf] {case} FAILED (exit {m['returncode']}); see {WORK / 'logs'}", flush=True)
         return None
@@ -186,6 +187,7 @@ def _row(rec: dict) -> dict:
         "peak_mb": round(rec.get("peak_rss_mb", rec["peak_pss_mb"])), "peak_pss_mb": round(rec["peak_pss_mb"]),
         "knn_cell_type": r.get("knn_cell_type"), "knn_region": r.get("knn_region"),
         "encoder_arithmetic": r.get("encoder_arithmetic"), "threads": r.get("torch_threads"), "load_avg": round(rec.get("load_avg_after", float("nan")), 1),
+        "machine": rec.get("machine", "?"),
     }
 
 
@@ -199,30 +201,39 @@ def report() -> None:
         return
     df = pd.DataFrame([_row(c) for c in cases])
     df.to_csv(RESULTS / "cases.csv", index=False)
+    machines = list(dict.fromkeys(df.machine))
+    tags = {m: chr(ord("A") + i) for i, m in enumerate(machines)}
+    df["machine"] = df.machine.map(tags)
     lines = ["# Performance benchmark", "",
-             "Written by `benchmarks/performance/run.py` (`make bench-perf`) from the stored cases in "
-             "`cases/`. Machine: " + _machine() + f". Load average at the end of the runs: {df.load_avg.min():.0f} to "
-             f"{df.load_avg.max():.0f} on 2 cores (other work shared the machine): wall times are stretched by up to "
-             "that factor and differ between cases run at different loads; the CPU-time columns (`cpu_s`, "
-             "`cells_per_cpu_s`, one thread per run) are the comparable figures. No GPU: the CUDA path is unmeasured.",
+             "Written by `benchmarks/performance/run.py` (`make bench-perf`) from the stored cases in `cases/`. "
+             "Machines (column `machine`): " + "; ".join(f"**{t}** = {m}" for m, t in tags.items()) + ". "
+             "Ratios are only formed between cases of one machine. "
+             f"Load average at the end of the runs: {df.load_avg.min():.1f} to {df.load_avg.max():.1f}: where it "
+             "exceeds the number of cores, wall times are stretched by other work; the CPU-time columns (`cpu_s`, "
+             "`cells_per_cpu_s`, one thread per run) are then the comparable figures.",
              ""]
     comp = df[df.case.str.startswith("compare/") | df.case.str.startswith("converge/")]
     if len(comp):
         lines += ["## This project vs the authors' FuseMap 1.1.3 (same data, same epoch budget)", ""]
         cols = ["case", "n_cells", "epochs_per_phase", "s_per_epoch", "cells_per_s", "cells_per_cpu_s", "train_s",
-                "wall_s", "cpu_s", "peak_mb", "knn_cell_type", "knn_region", "load_avg"]
+                "wall_s", "cpu_s", "peak_mb", "peak_pss_mb", "knn_cell_type", "knn_region", "load_avg", "machine"]
         lines += [_md(comp[cols]), ""]
         for data in sorted(set(comp[comp.case.str.startswith("compare/")].data)):
             d = comp[comp.case.str.startswith(f"compare/{data}/")].set_index("method", drop=False)
             ours = d[d.case.str.endswith("/ours")]
             auth = d[d.case.str.endswith("/authors")]
-            if len(ours) and len(auth):
+            if len(ours) and len(auth) and ours.iloc[0].machine != auth.iloc[0].machine:
+                lines.append(f"- **{data}**: ours and the authors' cases were run on different machines; rerun with "
+                             "`--only compare --force` for ratios")
+            elif len(ours) and len(auth):
                 o, a = ours.iloc[0], auth.iloc[0]
                 arith = o.get("encoder_arithmetic") or "?"
                 lines.append(f"- **{data}** (ours' encoders in {arith}): throughput ratio ours/authors = "
                              f"**{o.cells_per_s / a.cells_per_s:.1f}x** "
                              f"per wall second, **{o.cells_per_cpu_s / a.cells_per_cpu_s:.1f}x** per CPU second "
-                             f"(target >= 5); peak memory ratio = **{o.peak_mb / a.peak_mb:.2f}** (target <= 0.5); "
+                             f"(target >= 5); peak memory ratio = **{o.peak_pss_mb / a.peak_pss_mb:.2f}** by PSS (pages shared "
+                             f"by the authors' forked data-loader workers counted once; target <= 0.5), "
+                             f"{o.peak_mb / a.peak_mb:.2f} by RSS summed over processes; "
                              f"whole run {a.wall_s / o.wall_s:.1f}x less wall time, {a.cpu_s / o.cpu_s:.1f}x less CPU time.")
                 f32 = d[d.case.str.endswith("/ours_fp32")]
                 if len(f32):
@@ -237,7 +248,7 @@ def report() -> None:
                 if len(oa) and len(aa):
                     lines.append(f"  - both with all {int(oa.iloc[0].threads or 0)} cores: "
                                  f"{oa.iloc[0].cells_per_s / aa.iloc[0].cells_per_s:.1f}x per wall second; peak memory "
-                                 f"ratio {oa.iloc[0].peak_mb / aa.iloc[0].peak_mb:.2f}")
+                                 f"ratio {oa.iloc[0].peak_pss_mb / aa.iloc[0].peak_pss_mb:.2f} (PSS)")
                 p64 = d[d.case.str.endswith("/ours_patch64")]
                 if len(p64):
                     lines.append(f"  - with seeds in spatial patches of 64 (`patch_size=64`): "
@@ -248,7 +259,7 @@ def report() -> None:
     if len(sc):
         lines += ["## Scaling (simulated: 8 sections, 500-gene panels)", ""]
         cols = ["case", "n_cells", "epochs_per_phase", "s_per_epoch", "cells_per_s", "cells_per_cpu_s", "train_s",
-                "wall_s", "cpu_s", "peak_mb", "knn_cell_type", "knn_region", "load_avg"]
+                "wall_s", "cpu_s", "peak_mb", "peak_pss_mb", "knn_cell_type", "knn_region", "load_avg", "machine"]
         lines += [_md(sc[cols]), ""]
         for series in sorted(set(sc.method)):
             o = sc[sc.method == series]
@@ -256,11 +267,14 @@ def report() -> None:
                 continue
             x = np.log(o.n_cells.to_numpy(float))
             slopes = []
-            for col, what in (("s_per_epoch", "time per epoch"), ("peak_mb", "peak memory"), ("wall_s", "whole run"),
+            o = o.assign(cpu_s_per_epoch=o.n_cells / o.cells_per_cpu_s)  # load-independent
+            for col, what in (("s_per_epoch", "time per epoch"), ("cpu_s_per_epoch", "CPU time per epoch"),
+                              ("peak_mb", "peak memory"), ("wall_s", "whole run"),
                               ("cpu_s", "CPU time of the whole run")):
                 slopes.append(f"{what} {np.polyfit(x, np.log(o[col].to_numpy(float)), 1)[0]:.2f}")
             big = o.iloc[-1]
-            lines.append(f"- **{series}**: log-log slopes vs cells (1 = linear): " + ", ".join(slopes)
+            mixed = " (cases from several machines: slopes are indicative only)" if o.machine.nunique() > 1 else ""
+            lines.append(f"- **{series}**{mixed}: log-log slopes vs cells (1 = linear): " + ", ".join(slopes)
                          + f"; largest run {int(big.n_cells):,} cells: wall {big.wall_s / 60:.1f} min, CPU "
                          f"{big.cpu_s / 60:.1f} min, peak {big.peak_mb / 1024:.2f} GB")
         lines.append("")
@@ -297,7 +311,7 @@ def _plots(sc) -> None:
         axes[0].loglog(xs, [t0, t0 * xs[1] / n0], "k:", label="linear")
         axes[1].loglog(xs, [m0, m0 * xs[1] / n0], "k:", label="linear")
     axes[0].set(xlabel="cells", ylabel="seconds per epoch", title="training time per epoch")
-    axes[1].set(xlabel="cells", ylabel="peak memory (GB, PSS)", title="peak memory of the whole run")
+    axes[1].set(xlabel="cells", ylabel="peak memory (GB, RSS)", title="peak memory of the whole run")
     axes[2].set(xlabel="cells", ylabel="cells / s", title="training throughput")
     for ax in axes:
         ax.legend()
