@@ -16,7 +16,8 @@ WORK=build/r/apt-src
 DEBS=(r-base-core r-cran-reticulate r-cran-cli r-cran-jsonlite r-cran-matrix r-cran-testthat
       r-bioc-biocgenerics r-bioc-s4vectors r-bioc-summarizedexperiment r-bioc-singlecellexperiment
       r-cran-rjson r-cran-magick r-bioc-biocfilecache
-      r-cran-knitr r-cran-rmarkdown r-cran-uwot)   # the R vignette (rmarkdown brings pandoc)
+      r-cran-knitr r-cran-rmarkdown r-cran-uwot    # the R vignette (rmarkdown brings pandoc)
+      libopenblas0-pthread)  # R's BLAS; torch inside R uses it (reference BLAS: training ~10x slower)
 
 # -- 1. Debian packages --------------------------------------------------------------------------------
 missing=()

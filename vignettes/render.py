@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[vignettes] {script.name} ...", flush=True)
         seconds = run_python(script, out, env, html=not args.no_html, timeout=args.timeout)
         times[script.stem] = {"seconds": round(seconds, 1), "fast": args.fast}
+        times_file.write_text(json.dumps(times, indent=1) + "\n")  # kept if a later one is interrupted
         print(f"[vignettes] {script.stem}: {seconds:.0f} s -> {out / script.stem}.ipynb"
               + ("" if args.no_html else " and .html"), flush=True)
     if want_r and not args.no_r:

@@ -28,3 +28,24 @@ test_that("FUSEMAP_PYTHON wins; a wrong one is an error that says what to run", 
     expect_match(msg, "does not exist")
     expect_match(msg, "make setup")
 })
+
+test_that("the reference BLAS, which slows torch inside R about 10x, is recognised from its path", {
+    expect_true(FuseMap:::.is_reference_blas("/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"))
+    expect_true(FuseMap:::.is_reference_blas("/usr/lib/R/lib/libRblas.so"))
+    expect_false(FuseMap:::.is_reference_blas("/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"))
+    expect_false(FuseMap:::.is_reference_blas("/usr/lib/x86_64-linux-gnu/atlas/libblas.so.3"))
+    expect_false(FuseMap:::.is_reference_blas("/opt/intel/mkl/lib/libmkl_rt.so"))
+    expect_false(FuseMap:::.is_reference_blas("/System/Library/Frameworks/Accelerate.framework/libBLAS.dylib"))
+    expect_false(FuseMap:::.is_reference_blas(""))
+    expect_false(FuseMap:::.is_reference_blas(NA_character_))
+})
+
+test_that("R's OpenBLAS runs on one thread during a FuseMap call and gets its threads back after", {
+    skip_if_not(fusemapAvailable(), "Python fusemap not available")
+    hb <- FuseMap:::.fusemap_py()$hostblas
+    before <- hb$host_blas_threads()
+    skip_if(is.null(before), "R does not use OpenBLAS here")
+    inside <- FuseMap:::.py_call(hb$host_blas_threads(), "reading the BLAS threads")
+    expect_identical(as.integer(inside), 1L)
+    expect_identical(hb$host_blas_threads(), before)
+})
