@@ -50,3 +50,15 @@ def test_exact_knn_matches_brute_force_distances():
         assert np.array_equal(idx, expect)
         assert np.allclose(dist, np.take_along_axis(d_true, expect, 1), atol=1e-12)
     assert idx[5, 0] == 5 and idx[6, 0] == 5 and dist[6, 0] == 0.0
+
+
+def test_exact_knn_against_another_set():
+    from fusemap.balance import exact_knn
+
+    rng = np.random.default_rng(2)
+    ref, query = rng.normal(size=(300, 8)), rng.normal(size=(90, 8))
+    d_true = np.sqrt(((query[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
+    dist, idx = exact_knn(query, 10, block_entries=3_000, ref=ref)  # 10 query rows per block
+    assert idx.shape == (90, 10) and idx.max() < 300
+    assert np.array_equal(idx, np.argsort(d_true, axis=1, kind="stable")[:, :10])
+    assert np.allclose(dist, np.sort(d_true, axis=1)[:, :10], atol=1e-12)

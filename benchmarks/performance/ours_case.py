@@ -18,27 +18,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import emit  # noqa: E402
 
 
-def knn_predict(z_ref, labels_ref, z_query, k=15, block=4096):
+def knn_predict(z_ref, labels_ref, z_query, k=15):
     """scikit-learn's KNeighborsClassifier(k) prediction (exact neighbours, majority vote, ties to the
-    first label in sorted order) by brute force with torch: importing scikit-learn here, after
+    first label in sorted order) with fusemap's brute-force kNN: importing scikit-learn here, after
     training, would add ~50 MB to ours' measured peak that the integration itself never uses (the
-    authors' package imports it anyway); a KD-tree is slow in 64 dimensions."""
+    authors' package imports it anyway)."""
     import numpy as np
-    import torch
+
+    from fusemap.balance import exact_knn
 
     classes, y = np.unique(labels_ref, return_inverse=True)
-    ref = torch.from_numpy(np.ascontiguousarray(z_ref, dtype=np.float32))
-    sq = (ref * ref).sum(1)
-    k = min(k, len(ref))
-    out = np.empty(len(z_query), dtype=np.int64)
-    with torch.no_grad():
-        for start in range(0, len(z_query), block):
-            q = torch.from_numpy(np.ascontiguousarray(z_query[start:start + block], dtype=np.float32))
-            nn = torch.topk(torch.addmm(sq[None, :], q, ref.T, alpha=-2.0), k, dim=1, largest=False).indices.numpy()
-            votes = np.zeros((len(nn), len(classes)), dtype=np.int64)
-            np.add.at(votes, (np.repeat(np.arange(len(nn)), k), y[nn].ravel()), 1)
-            out[start:start + len(nn)] = votes.argmax(1)
-    return classes[out]
+    k = min(k, len(z_ref))
+    _, nn = exact_knn(z_query, k, ref=z_ref)
+    votes = np.zeros((len(nn), len(classes)), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(len(nn)), k), y[nn].ravel()), 1)
+    return classes[votes.argmax(1)]
 
 
 def knn_transfer(secs, emb, key_label, attr, max_cells=20_000, seed=0):

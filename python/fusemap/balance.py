@@ -67,8 +67,10 @@ def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> "sp.csr_matrix
     return conn
 
 
-def exact_knn(x: np.ndarray, k: int, block_entries: int = 8_000_000) -> tuple[np.ndarray, np.ndarray]:
-    """Distances and indices of each row's ``k`` nearest rows (itself included), by brute force.
+def exact_knn(x: np.ndarray, k: int, block_entries: int = 8_000_000,
+              ref: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices of each row's ``k`` nearest rows of ``ref`` (default: of ``x`` itself,
+    the row itself included), by brute force.
 
     Candidates come from float32 matrix products in blocks of rows (``k + 8`` per row, so rounding
     cannot push a true neighbour out), then their distances are recomputed exactly in float64 as
@@ -79,19 +81,21 @@ def exact_knn(x: np.ndarray, k: int, block_entries: int = 8_000_000) -> tuple[np
 
     x32 = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     x64 = np.asarray(x, dtype=np.float64)
-    n = x32.shape[0]
-    sq = (x32 * x32).sum(1)
-    m = min(n, k + 8)
-    rows = max(1, block_entries // max(n, 1))
+    r32 = x32 if ref is None else torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))
+    r64 = x64 if ref is None else np.asarray(ref, dtype=np.float64)
+    n, n_ref = x32.shape[0], r32.shape[0]
+    sq = (r32 * r32).sum(1)
+    m = min(n_ref, k + 8)
+    rows = max(1, block_entries // max(n_ref, 1))
     dist = np.empty((n, k))
     idx = np.empty((n, k), dtype=np.int64)
     with torch.no_grad():
         for start in range(0, n, rows):
             stop = min(start + rows, n)
             # |y|^2 - 2 x.y ranks the rows like |x - y|^2 (|x|^2 is constant along a row)
-            score = torch.addmm(sq[None, :], x32[start:stop], x32.T, alpha=-2.0)
+            score = torch.addmm(sq[None, :], x32[start:stop], r32.T, alpha=-2.0)
             cand = torch.topk(score, m, dim=1, largest=False, sorted=False).indices.numpy()
-            diff = x64[start:stop, None, :] - x64[cand]
+            diff = x64[start:stop, None, :] - r64[cand]
             d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
             order = np.lexsort((cand, d), axis=1)[:, :k]  # by distance, ties by index
             idx[start:stop] = np.take_along_axis(cand, order, 1)
