@@ -167,7 +167,79 @@ def build_starmap_osmfish() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInf
     return secs, [], info
 
 
-BUILDERS = {"starmap_mosaic": build_starmap_mosaic, "starmap_osmfish": build_starmap_osmfish}
+XENIUM_CAPTURE = (0.9, 0.5, 0.3)
+XENIUM_MASKED_PER_SECTION = 20
+XENIUM_NICHES = 8
+
+
+def niche_labels(xy: np.ndarray, cell_type: np.ndarray, n_niches: int, k: int = 20, seed: int = 0) -> np.ndarray:
+    """Tissue-niche label of each cell: k-means (``n_niches``) of the cell-type composition of its
+    ``k`` nearest cells in space (itself included). The rule that gives a region label to a tissue
+    whose source has none; computed on the whole tissue before it is split."""
+    from scipy.spatial import cKDTree
+    from sklearn.cluster import KMeans
+
+    types, codes = np.unique(cell_type, return_inverse=True)
+    _, idx = cKDTree(xy).query(xy, k=k)
+    comp = np.zeros((len(xy), len(types)))
+    np.add.at(comp, (np.repeat(np.arange(len(xy)), k), codes[idx].ravel()), 1.0 / k)
+    lab = KMeans(n_niches, n_init=10, random_state=seed).fit_predict(comp)
+    # name niches by size so the labels do not depend on k-means' numbering
+    order = np.argsort(-np.bincount(lab, minlength=n_niches), kind="stable")
+    rank = np.empty(n_niches, dtype=int)
+    rank[order] = np.arange(n_niches)
+    return np.asarray([f"N{r + 1}" for r in rank[lab]])
+
+
+def build_xenium_capture() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInfo]:
+    """Three pseudo-sections of one Xenium tissue that differ only in detection depth.
+
+    The 5,000 cells of ``xenium_mousebrain_ctxhp`` (cortex + hippocampus, 248 genes) are split at
+    random into three interleaved pseudo-sections (seed 0), whose counts are binomially thinned to
+    90 %, 50 % and 30 % of the molecules. Every cell type and niche exists in every section, so any
+    cluster confined to one section is a technical artefact. Cell types: the source's Louvain
+    clusters (24). Regions: :func:`niche_labels` (8 niches of cell-type composition, whole
+    tissue). Each section masks a different 20 genes (never masked in two sections) as imputation
+    truth; held-out section for annotation transfer: the 30 % one.
+    """
+    a = datasets.load("xenium_mousebrain_ctxhp")
+    rng = np.random.default_rng(0)
+    xy = np.asarray(a.obsm["spatial"], dtype=np.float64)[:, :2]
+    ct = a.obs["louvain_cluster"].astype(str).to_numpy()
+    region = niche_labels(xy, ct, XENIUM_NICHES)
+    part = rng.permutation(a.n_obs) % len(XENIUM_CAPTURE)
+    genes = np.asarray([str(g) for g in a.var_names])
+    masked_all = rng.choice(len(genes), XENIUM_MASKED_PER_SECTION * len(XENIUM_CAPTURE), replace=False)
+    names = [f"capture{int(round(c * 100))}" for c in XENIUM_CAPTURE]
+    secs, truth, masked_genes = [], [], {}
+    x = sp.csr_matrix(a.X).astype(np.int64)
+    for i, (n, cap) in enumerate(zip(names, XENIUM_CAPTURE)):
+        cells = np.flatnonzero(part == i)
+        xi = x[cells].tocsr()
+        xi.data = rng.binomial(xi.data, cap)
+        xi.eliminate_zeros()
+        b = ad.AnnData(xi.astype(np.float32), obs=pd.DataFrame(index=a.obs_names[cells]),
+                       var=pd.DataFrame(index=genes))
+        b.obs["cell_type"], b.obs["region"] = ct[cells], region[cells]
+        b.obsm["spatial"] = xy[cells]
+        b = b[np.asarray(b.X.sum(1)).ravel() > 0].copy()  # a thinned cell may lose every molecule
+        mask = genes[np.sort(masked_all[i * XENIUM_MASKED_PER_SECTION:(i + 1) * XENIUM_MASKED_PER_SECTION])]
+        masked_genes[n] = list(mask)
+        truth.append(_clean(b[:, list(mask)], n, "Xenium"))
+        secs.append(_clean(b[:, [g for g in genes if g not in set(mask)]], n, "Xenium"))
+    shared = [g for g in genes if g not in set(genes[masked_all])]
+    info = CaseInfo(
+        name="xenium_capture", sections=names, files=[], shared_genes=shared, masked_genes=masked_genes,
+        reference=names[:-1], held_out=names[-1], technology={n: "Xenium (thinned)" for n in names},
+        description="Xenium mouse brain (cortex + hippocampus), 5,000 cells split at random into 3 "
+                    "pseudo-sections thinned to 90/50/30 % of molecules; 248 genes, 20 masked per section; "
+                    "24 Louvain cell types, 8 composition niches",
+    )
+    return secs, truth, info
+
+
+BUILDERS = {"starmap_mosaic": build_starmap_mosaic, "starmap_osmfish": build_starmap_osmfish,
+            "xenium_capture": build_xenium_capture}
 
 
 def subsample(sections: list[ad.AnnData], max_cells: int, seed: int = 0) -> list[ad.AnnData]:

@@ -47,7 +47,7 @@ def test_measured_genes_correlate_with_the_measurement(model, sections):
         return np.mean([_pearson(imp.X[:, j], ref[:, j]) for j in range(len(genes)) if ref[:, j].std() > 0])
 
     prod = fusemap.impute(model, name, genes, method="product", neighbors=1)
-    dec = fusemap.impute(model, name, genes, neighbors=1)
+    dec = fusemap.impute(model, name, genes, neighbors=1, method="decoder")
     # measured (150 epochs): product vs x 0.62, decoder vs smoothed x 0.80; a shuffled gene order gives ~0
     assert mean_r(prod, x) > 0.5, mean_r(prod, x)
     assert mean_r(dec, smooth) > 0.65, mean_r(dec, smooth)
@@ -69,7 +69,7 @@ def test_product_is_cell_embedding_times_gene_embedding(model):
 def test_decoder_readout_is_relu_of_smoothed_spatial_embedding(model):
     i = 2
     name = model.section_names[i]
-    imp = fusemap.impute(model, name, None, neighbors=1)  # default method: decoder
+    imp = fusemap.impute(model, name, None, neighbors=1, method="decoder")
     a = model.data[i].a_hat.toarray()
     zt = model.embeddings()[name].spatial
     h = a @ zt  # graph decoder of spatial_mode='aggregate'
@@ -88,7 +88,7 @@ def test_neighbour_averaging_of_the_readout_input(model):
 
     i = 1
     name = model.section_names[i]
-    imp = fusemap.impute(model, name, None, neighbors=20)  # decoder
+    imp = fusemap.impute(model, name, None, neighbors=20, method="decoder")
     zc = model.embeddings()[name].cell
     idx = NearestNeighbors(n_neighbors=20).fit(zc).kneighbors(zc, return_distance=False)
     h = (model.data[i].a_hat @ model.embeddings()[name].spatial)[idx].mean(1)
@@ -130,14 +130,15 @@ def test_streaming_to_h5ad(model, tmp_path):
 def test_sections_given_as_anndata_or_file(model, sections, tmp_path):
     name = model.section_names[1]
     genes = ["Gene0001", "gene0002"]  # matching ignores case, results use the vocabulary's spelling
-    by_name = fusemap.impute(model, name, genes)
+    # the decoder: the kNN read-outs need the measuring sections, which a loaded model lacks
+    by_name = fusemap.impute(model, name, genes, method="decoder")
     assert list(by_name.var_names) == ["Gene0001", "Gene0002"]
-    by_adata = fusemap.impute(model, sections[1][:, ::-1].copy(), genes)  # gene order does not matter
+    by_adata = fusemap.impute(model, sections[1][:, ::-1].copy(), genes, method="decoder")  # gene order does not matter
     np.testing.assert_allclose(by_adata.X, by_name.X, rtol=1e-5, atol=1e-6)
     path = tmp_path / f"{name}.h5ad"
     sections[1].write_h5ad(path)
     loaded = FuseMap.load(model.save(tmp_path / "m"))  # no data attached
-    by_file = loaded.impute(str(path), genes)
+    by_file = loaded.impute(str(path), genes, method="decoder")
     np.testing.assert_allclose(by_file.X, by_name.X, rtol=1e-5, atol=1e-6)
 
 
@@ -173,3 +174,34 @@ def test_mapped_query_sections_can_be_imputed(model, sections):
     assert imp.shape == (q.n_obs, 2)
     assert imp.var["measured_in"].tolist() == ["", "q"]
     assert np.isfinite(imp.X).all()
+
+
+def test_knn_readout_is_the_mean_over_measuring_neighbours(model, sections):
+    """'knn': the mean measured (preprocessed) value over the k nearest cells, in the cell
+    embedding, of the sections that measured the gene; 'blend': the mean of that and 'decoder'."""
+    from sklearn.neighbors import NearestNeighbors
+
+    emb = model.embeddings()
+    name = model.section_names[0]
+    measured = [set(map(str, a.var_names)) for a in sections]
+    gene = next(g for g in model.vocabulary.names if g not in measured[0] and sum(g in m for m in measured) >= 1)
+    src = [i for i, m in enumerate(measured) if gene in m]
+    z_src = np.concatenate([emb[model.section_names[i]].cell for i in src])
+    vals = np.concatenate([model.data[i].x[:, list(map(str, sections[i].var_names)).index(gene)].toarray().ravel()
+                           for i in src])
+    idx = NearestNeighbors(n_neighbors=7).fit(z_src).kneighbors(emb[name].cell, return_distance=False)
+    knn = fusemap.impute(model, name, [gene], method="knn", neighbors=7)
+    np.testing.assert_allclose(knn.X[:, 0], vals[idx].mean(1), rtol=1e-4, atol=1e-5)
+    dec = fusemap.impute(model, name, [gene], method="decoder", neighbors=7)
+    blend = fusemap.impute(model, name, [gene], method="blend", neighbors=7)
+    np.testing.assert_allclose(blend.X, 0.5 * (knn.X + dec.X), rtol=1e-4, atol=1e-5)
+    assert blend.uns["fusemap_imputation"]["method"] == "blend"
+
+
+def test_knn_readout_without_attached_sources_falls_back_with_a_warning(model, tmp_path):
+    loaded = FuseMap.load(model.save(tmp_path / "m"))  # no data attached
+    name = model.section_names[1]
+    with pytest.warns(fusemap.FuseMapWarning, match="decoder read-out"):
+        got = loaded.impute(model.sections.adatas[1], ["Gene0001"], method="blend")
+    np.testing.assert_allclose(got.X, fusemap.impute(model, name, ["Gene0001"], method="decoder").X,
+                               rtol=1e-5, atol=1e-6)

@@ -73,3 +73,34 @@ def test_gcn_variant_starts_as_plain_aggregation():
     assert torch.allclose(m.spatial_encode(0, [adj], z), z)
     assert m.hops == 2
     assert sum(p.numel() for p in m.graph_aes.parameters()) == 2 * (16 + 4)
+
+
+def test_mmd_is_zero_for_equal_sections_and_grows_with_a_shift():
+    from fusemap.module import mmd_loss
+
+    torch.manual_seed(0)
+    z = torch.randn(400, 8)
+    sec = torch.arange(400) % 2
+    same = mmd_loss(z, sec).item()
+    shifted = z.clone()
+    shifted[sec == 1] += 1.0
+    moved = mmd_loss(shifted, sec).item()
+    assert same < 0.01 and moved > 10 * same
+    # identical cells in both sections: exactly zero; one section only: zero
+    twin = torch.cat([z[:200], z[:200]])
+    assert abs(mmd_loss(twin, sec.sort().values).item()) < 1e-5
+    assert mmd_loss(z, torch.zeros(400, dtype=torch.long)).item() == 0.0
+    # scale-free: multiplying the embedding does not change it
+    assert math.isclose(mmd_loss(shifted * 7, sec).item(), moved, rel_tol=1e-4)
+    # weights: a shifted population that carries no weight does not count
+    w = torch.ones(400)
+    extra = shifted.clone()
+    extra[(sec == 1) & (torch.arange(400) < 100)] += 20.0
+    w[(sec == 1) & (torch.arange(400) < 100)] = 0.0
+    base = mmd_loss(shifted, sec).item()
+    assert mmd_loss(extra, sec, w).item() < mmd_loss(extra, sec).item()
+    assert base > 0
+    # the gradient pulls the shifted section back towards the other
+    x = shifted.clone().requires_grad_(True)
+    mmd_loss(x, sec).backward()
+    assert (x.grad[sec == 1].mean(0) > 0).sum() >= 6  # descending moves it back (towards -1)

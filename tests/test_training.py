@@ -237,3 +237,21 @@ def test_gcn_variant_trains(sim_sections):
     h = model.history_frame()
     assert model.module.hops == 4
     assert h["recon"].iloc[-1] < h["recon"].iloc[0]
+
+
+def test_overlap_rule_keeps_shifted_counterparts_and_floors_a_unique_population():
+    """Three populations in two sections, the second section shifted by a fraction of the
+    populations' spread (a technical offset), plus one population only the second has."""
+    from fusemap.balance import balance_weights
+
+    rng = np.random.default_rng(1)
+    centres = [np.eye(16)[i] * 4 for i in range(3)]
+    a = np.concatenate([rng.normal(0, 0.5, (300, 16)) + c for c in centres])
+    shift = rng.normal(0, 0.12, 16)
+    b = np.concatenate([rng.normal(0, 0.5, (300, 16)) + c + shift for c in centres]
+                       + [rng.normal(0, 0.5, (300, 16)) + np.eye(16)[3] * 4])
+    w, summary = balance_weights([a, b], rule="overlap", resolution=0.3, seed=0)
+    assert summary["rule"] == "overlap"
+    assert w[1][900:].mean() < 0.2 * w[1][:900].mean()  # the unique population
+    assert np.ptp(w[0]) < 1e-6  # every population of the first section has a counterpart
+    assert summary["n_downweighted_clusters"][0] == 0

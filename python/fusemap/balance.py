@@ -180,18 +180,68 @@ def cluster_similarity(embeddings: list[np.ndarray], labels: list[np.ndarray]) -
     return best
 
 
-def balance_weights(embeddings: list[np.ndarray], *, resolution: float = 1.0, low: float = 0.5,
-                    high: float = 0.8, floor: float = 0.05, seed: int = 0) -> tuple[list[np.ndarray], dict]:
-    """Per-cell weights (mean 1 within each section) and a summary of what was down-weighted."""
+def cluster_overlap(embeddings: list[np.ndarray], labels: list[np.ndarray]) -> list[np.ndarray]:
+    """For each section, each cluster's distance to the nearest centroid of another section's
+    clusters, in units of the cluster's own spread (root mean squared distance of its cells to its
+    centroid). Below 1 the counterpart lies inside the cluster's cloud of cells."""
+    cents, spreads = [], []
+    for emb, lab in zip(embeddings, labels):
+        c = np.stack([emb[lab == k].mean(0) for k in range(lab.max() + 1)])
+        spread = np.sqrt(np.stack([((emb[lab == k] - c[k]) ** 2).sum(1).mean() for k in range(len(c))]))
+        cents.append(c)
+        spreads.append(np.maximum(spread, 1e-12))
+    out = []
+    for v, (c, spread) in enumerate(zip(cents, spreads)):
+        others = [o for u, o in enumerate(cents) if u != v]
+        if not others:
+            out.append(np.zeros(len(c)))
+            continue
+        o = np.concatenate(others)
+        d = np.sqrt(((c[:, None, :] - o[None, :, :]) ** 2).sum(-1)).min(1)
+        out.append(d / spread)
+    return out
+
+
+def balance_weights(embeddings: list[np.ndarray], *, rule: str = "overlap", resolution: float = 1.0,
+                    low: float = 0.5, high: float = 0.8, floor: float = 0.05, seed: int = 0
+                    ) -> tuple[list[np.ndarray], dict]:
+    """Per-cell weights (mean 1 within each section) and a summary of what was down-weighted.
+
+    ``rule='overlap'`` (default): a cluster keeps full weight when the nearest cluster centroid of
+    another section lies within its own spread (:func:`cluster_overlap` at most ``OVERLAP_FULL``)
+    and gets the floor weight beyond ``OVERLAP_NONE`` spreads. ``rule='cosine'`` (the paper's
+    idea): cosine similarity of centred centroids between ``low`` and ``high``. The cosine rule
+    took most clusters of sections from one tissue for unique ones (66-86 % of the cells of the
+    three STARmap mPFC sections, 8-16 % of thinned copies of one Xenium tissue), because at 64
+    dimensions the centroids of matching clusters of different sections are rarely more than 0.8
+    alike; the overlap rule compares a centroid's offset with the scatter of the cells around it.
+    """
+    if rule not in BALANCE_RULES:
+        raise ValueError(f"rule={rule!r} is not one of {BALANCE_RULES}")
     labels = [_cluster(e, resolution, seed) for e in embeddings]
-    sims = cluster_similarity(embeddings, labels)
-    weights, summary = [], {"n_clusters": [], "n_downweighted_clusters": [], "downweighted_cell_fraction": []}
-    for lab, s in zip(labels, sims):
-        w_cluster = floor + (1 - floor) * np.clip((s - low) / (high - low), 0.0, 1.0)
+    if rule == "cosine":
+        scores = cluster_similarity(embeddings, labels)
+        full = [np.clip((s - low) / (high - low), 0.0, 1.0) for s in scores]
+        kept = [s >= high for s in scores]
+    else:
+        scores = cluster_overlap(embeddings, labels)
+        full = [np.clip((OVERLAP_NONE - r) / (OVERLAP_NONE - OVERLAP_FULL), 0.0, 1.0) for r in scores]
+        kept = [r <= OVERLAP_FULL for r in scores]
+    weights, summary = [], {"rule": rule, "n_clusters": [], "n_downweighted_clusters": [],
+                            "downweighted_cell_fraction": []}
+    for lab, f, ok in zip(labels, full, kept):
+        w_cluster = floor + (1 - floor) * f
         w = w_cluster[lab]
         w = w / w.mean()
         weights.append(w.astype(np.float32))
-        summary["n_clusters"].append(int(len(s)))
-        summary["n_downweighted_clusters"].append(int((s < high).sum()))
-        summary["downweighted_cell_fraction"].append(float((s[lab] < high).mean()))
+        summary["n_clusters"].append(int(len(f)))
+        summary["n_downweighted_clusters"].append(int((~ok).sum()))
+        summary["downweighted_cell_fraction"].append(float((~ok[lab]).mean()))
     return weights, summary
+
+
+BALANCE_RULES = ("overlap", "cosine")
+OVERLAP_FULL = 1.0
+"""A cluster whose nearest other-section centroid is within this many spreads keeps full weight."""
+OVERLAP_NONE = 2.0
+"""Beyond this many spreads a cluster has no counterpart and gets the floor weight."""

@@ -102,12 +102,21 @@ class TrainConfig:
     kl_weight: float = 1.0
     balance: bool = True
     """Compute per-cell balance weights after phase 1 and use them in phase 2."""
+    balance_rule: Literal["overlap", "cosine"] = "overlap"
+    """How a cluster without counterpart is recognised: 'overlap', its nearest centroid in another
+    section lies beyond its own spread; 'cosine', centred centroids less alike than
+    ``balance_low``/``balance_high`` (see fusemap.balance)."""
     balance_resolution: float = 1.0
     balance_low: float = 0.5
     """Cosine similarity to the best counterpart cluster below which a cluster gets the floor weight."""
     balance_high: float = 0.8
     """Similarity above which a cluster gets full weight (linear in between)."""
     balance_floor: float = 0.05
+    mmd_weight: float = 0.0
+    """Weight of a maximum mean discrepancy between sections on both embeddings, beside the
+    discriminators (fusemap.module.mmd_loss); 0 leaves alignment to the discriminators alone."""
+    mmd_mean_weight: float = 0.0
+    """Weight, inside the MMD, of the distance between section means (a linear kernel)."""
     seed: int = 0
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
@@ -207,6 +216,8 @@ class FuseMapConfig:
             (0 <= t.balance_floor <= 1, "balance_floor", t.balance_floor, "a number in [0, 1]"),
             (t.balance_low < t.balance_high, "balance_low/balance_high", (t.balance_low, t.balance_high),
              "balance_low < balance_high"),
+            (t.balance_rule in ("overlap", "cosine"), "balance_rule", t.balance_rule, "'overlap' or 'cosine'"),
+            (t.mmd_weight >= 0, "mmd_weight", t.mmd_weight, "a number >= 0"),
             (t.num_workers >= 0, "num_workers", t.num_workers, "an integer >= 0"),
             (t.precision in ("auto", "float32", "bfloat16"), "precision", t.precision,
              "'auto', 'float32' or 'bfloat16'"),

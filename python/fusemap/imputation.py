@@ -70,8 +70,8 @@ from .sampler import SectionData
 from .sections import SectionSet
 from .vocabulary import GeneVocabulary
 
-METHODS = ("decoder", "product")
-DEFAULT_METHOD = "decoder"
+METHODS = ("decoder", "product", "knn", "blend")
+DEFAULT_METHOD = "blend"
 DEFAULT_NEIGHBORS = 50
 EXACT_KNN_MAX = 100_000
 IMPUTATION_UNS = "fusemap_imputation"
@@ -209,40 +209,149 @@ def _readout_input(model: FuseMap, t: Target, method: str, neighbors: int, chunk
 
 
 def _offsets(model: FuseMap, t: Target, pos: np.ndarray) -> torch.Tensor | None:
-    bias = model.module.section_bias(t.index)
-    if bias is None:
+    """The target section's decoder gene offsets at the genes ``pos`` (0 for genes it did not
+    measure, which have no offset)."""
+    values = model.module.section_bias(t.index)
+    if values is None:
         return None
     where = np.full(len(model.vocabulary), -1, dtype=np.int64)
     where[np.asarray(model.module.panels[t.index])] = np.arange(len(model.module.panels[t.index]))
     at = where[pos]
     b = np.zeros(len(pos), dtype=np.float32)
-    b[at >= 0] = bias.detach().cpu().numpy()[at[at >= 0]]
+    b[at >= 0] = values.detach().cpu().numpy()[at[at >= 0]]
     return torch.from_numpy(b).to(model.device)
+
+
+def _source_sections(model: FuseMap) -> dict[int, SectionData]:
+    """Sections whose preprocessed expression is attached to the model, by model position."""
+    index = {n: i for i, n in enumerate(model.section_names)}
+    return {index[d.name]: d for d in (model.data or []) if d.name in index}
+
+
+class KnnReadout:
+    """The kNN read-out: a gene's value in a cell is the mean of its measured (preprocessed) values
+    in the cell's ``k`` nearest cells, in the cell embedding, among the attached sections that
+    measured it (the target section included when it measured the gene).
+
+    Genes are grouped by the set of sections that measured them; per group and target section the
+    neighbours are searched once, and the average is a sparse product (targets x sources) @
+    (sources x genes), row block by row block.
+    """
+
+    def __init__(self, model: FuseMap, k: int, chunk: int):
+        self.model, self.k, self.chunk = model, k, chunk
+        self.sources = _source_sections(model)
+        self._z: dict[int, np.ndarray] = {}
+
+    def embedding(self, section: int) -> np.ndarray:
+        if section not in self._z:
+            d = self.sources[section]
+            self._z[section] = cell_means(self.model.module, section, d.x, self.model.device).cpu().numpy()
+        return self._z[section]
+
+    def groups(self, pos: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
+        """Columns of ``pos`` grouped by the attached sections that measured them (() = none)."""
+        measured = {j: np.isin(pos, np.asarray(self.model.module.panels[j])) for j in sorted(self.sources)}
+        out: dict[tuple[int, ...], list[int]] = {}
+        for c in range(len(pos)):
+            out.setdefault(tuple(j for j in measured if measured[j][c]), []).append(c)
+        return {g: np.asarray(c) for g, c in out.items()}
+
+    def weights(self, z_target: np.ndarray, group: tuple[int, ...]):
+        """Sparse (targets x cells of ``group``) averaging matrix over each target's k neighbours."""
+        import scipy.sparse as sp
+
+        src_z = np.concatenate([self.embedding(j) for j in group])
+        k = min(self.k, len(src_z))
+        idx = neighbors_in(src_z, z_target, k)
+        n = len(z_target)
+        return sp.csr_matrix((np.full(n * k, 1.0 / k, dtype=np.float32), idx.ravel(), np.arange(0, n * k + 1, k)),
+                             shape=(n, len(src_z)))
+
+    def values(self, pos: np.ndarray, group: tuple[int, ...]):
+        """Measured values of the genes ``pos`` in the cells of ``group`` (sparse, cells x genes)."""
+        import scipy.sparse as sp
+
+        parts = []
+        for j in group:
+            where = {int(g): i for i, g in enumerate(np.asarray(self.model.module.panels[j]))}
+            parts.append(sp.csr_matrix(self.sources[j].x)[:, [where[int(g)] for g in pos]])
+        return sp.vstack(parts, format="csr")
+
+
+def neighbors_in(ref: np.ndarray, query: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Indices of each query row's ``k`` nearest rows of ``ref`` (exact up to EXACT_KNN_MAX rows)."""
+    if len(ref) <= EXACT_KNN_MAX:
+        from sklearn.neighbors import NearestNeighbors
+
+        return NearestNeighbors(n_neighbors=k).fit(ref).kneighbors(query, return_distance=False)
+    import pynndescent
+
+    return pynndescent.NNDescent(ref, n_neighbors=max(k, 15), random_state=seed).query(query, k=k)[0]
+
+
+@torch.no_grad()
+def _model_rows(model: FuseMap, h: torch.Tensor, bias: torch.Tensor | None, pos: np.ndarray, method: str
+                ) -> np.ndarray:
+    """Decoder (or product) read-out of the rows ``h`` for the genes ``pos``."""
+    E = model.module.gene_matrix().detach()
+    blk = h @ E[:, torch.as_tensor(pos, dtype=torch.long, device=E.device)]
+    if method == "decoder":
+        if bias is not None:
+            blk += bias
+        blk.clamp_(min=0)
+    return blk.cpu().numpy().astype(np.float32, copy=False)
 
 
 @torch.no_grad()
 def iter_impute(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, method: str = DEFAULT_METHOD,
                 chunk_size: int = 4096, gene_chunk_size: int = 2048, neighbors: int = DEFAULT_NEIGHBORS
                 ) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
-    """Blocks ``(row0, row1, gene0, gene1, values)`` of the result, rows counted over all targets."""
+    """Blocks ``(row0, row1, gene0, gene1, values)`` of the result, rows counted over all targets.
+
+    'knn' and 'blend' need the data of the sections that measured each gene (attached to the
+    model); a gene that no attached section measured gets the decoder read-out.
+    """
     _check_options(method, chunk_size, gene_chunk_size, neighbors)
-    E = model.module.gene_matrix().detach()
-    cols = torch.as_tensor(pos, dtype=torch.long, device=E.device)
+    knn = KnnReadout(model, neighbors, chunk_size) if method in ("knn", "blend") else None
+    model_method = "product" if method == "product" else "decoder"
+    if knn is not None:
+        alone = len(knn.groups(pos).get((), []))
+        if alone:
+            import warnings
+
+            from .errors import FuseMapWarning
+            warnings.warn(
+                f"method={method!r}: {alone} of {len(pos)} gene(s) were measured in no section whose data "
+                "is attached to the model; they get the decoder read-out. Load the model with its "
+                "sections (FuseMap.load(path, sections)) to read them out from the measuring cells.",
+                FuseMapWarning, stacklevel=3)
     offset = 0
     for t in targets:
-        h = _readout_input(model, t, method, neighbors, chunk_size)
-        b = _offsets(model, t, pos) if method == "decoder" else None
-        n = h.shape[0]
-        for r0 in range(0, n, chunk_size):
-            hr = h[r0:r0 + chunk_size]
-            for g0 in range(0, len(pos), gene_chunk_size):
-                blk = hr @ E[:, cols[g0:g0 + gene_chunk_size]]
-                if method == "decoder":
-                    if b is not None:
-                        blk += b[g0:g0 + gene_chunk_size]
-                    blk.clamp_(min=0)
-                yield (offset + r0, offset + r0 + hr.shape[0], g0, g0 + blk.shape[1],
-                       blk.cpu().numpy().astype(np.float32, copy=False))
+        n = t.data.n_obs
+        h = _readout_input(model, t, model_method, neighbors, chunk_size)
+        bias = _offsets(model, t, pos) if model_method == "decoder" else None
+        z_t = cell_means(model.module, t.index, t.data.x, model.device).cpu().numpy() if knn else None
+        weights: dict[tuple[int, ...], Any] = {}
+        for g0 in range(0, len(pos), gene_chunk_size):
+            gpos = pos[g0:g0 + gene_chunk_size]
+            groups = knn.groups(gpos) if knn else {(): np.arange(len(gpos))}
+            values = {g: knn.values(gpos[c], g) for g, c in groups.items() if g}
+            for g in values:
+                if g not in weights:
+                    weights[g] = knn.weights(z_t, g)
+            need_model = knn is None or method == "blend" or () in groups
+            b = None if bias is None else bias[g0:g0 + gene_chunk_size]
+            for r0 in range(0, n, chunk_size):
+                r1 = min(r0 + chunk_size, n)
+                blk = (_model_rows(model, h[r0:r1], b, gpos, model_method) if need_model
+                       else np.empty((r1 - r0, len(gpos)), dtype=np.float32))
+                for g, cols in groups.items():
+                    if not g:
+                        continue  # measured in no attached section: the decoder's values stay
+                    kb = np.asarray((weights[g][r0:r1] @ values[g]).todense(), dtype=np.float32)
+                    blk[:, cols] = 0.5 * (blk[:, cols] + kb) if method == "blend" else kb
+                yield offset + r0, offset + r1, g0, g0 + blk.shape[1], blk
         offset += n
 
 

@@ -100,21 +100,43 @@ def integration_figures(sections: Sequence[ad.AnnData], names: Sequence[str], ou
     """Write the standard figures of an integration as PNGs; returns their paths.
 
     For each embedding: UMAP coloured by section, by Leiden cluster (and by ``cell_type`` /
-    ``region`` when present), and the clusters drawn on every section's coordinates.
+    ``region`` when present), and the clusters drawn on every section's coordinates. Tissue regions
+    are few and large, so the spatial embedding is clustered coarser (:data:`FIGURE_RESOLUTION`).
+    Under each figure a line states how well the sections mix: the share of cells in clusters that
+    hold every section (:func:`fusemap.mixing.shared_clusters`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for key, label in ((CELL_EMBEDDING, "cell"), (SPATIAL_EMBEDDING, "spatial")):
-        pooled = cluster_and_umap(pooled_embedding(sections, names, key), seed=seed)
+        pooled = cluster_and_umap(pooled_embedding(sections, names, key), resolution=FIGURE_RESOLUTION[label],
+                                  seed=seed)
+        line = mixing_line(pooled)
         fig = umap_figure(pooled, f"{label} embedding", [SECTION_COLUMN, "cluster", "cell_type", "region"])
-        written.append(_save(fig, out_dir / f"umap_{label}.png"))
+        written.append(_save(fig, out_dir / f"umap_{label}.png", line))
         fig = spatial_figure(pooled, "cluster", f"{label} embedding clusters on the tissue")
-        written.append(_save(fig, out_dir / f"spatial_{label}_clusters.png"))
+        written.append(_save(fig, out_dir / f"spatial_{label}_clusters.png", line))
     return written
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+FIGURE_RESOLUTION = {"cell": 0.8, "spatial": 0.3}
+"""Leiden resolution of the figures' clusters, per embedding."""
+
+
+def mixing_line(pooled: ad.AnnData) -> str:
+    """One sentence on section mixing of the pooled embedding's clusters."""
+    from .mixing import shared_clusters
+
+    share, flags = shared_clusters(pooled.obs["cluster"].astype(str).to_numpy(),
+                                   pooled.obs[SECTION_COLUMN].astype(str).to_numpy())
+    return (f"{flags.sum()} of {len(flags)} clusters, holding {100 * share:.0f} % of the cells, are shared by "
+            f"all {pooled.obs[SECTION_COLUMN].nunique()} sections (each section at least a third of its "
+            "proportional share)")
+
+
+def _save(fig: plt.Figure, path: Path, caption: str | None = None) -> Path:
+    if caption:
+        fig.text(0.5, -0.01, caption, ha="center", va="top", fontsize=9, wrap=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

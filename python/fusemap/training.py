@@ -29,7 +29,7 @@ from .balance import balance_weights
 from .config import FuseMapConfig
 from .errors import FuseMapModelError
 from .inference import embed_section
-from .module import FuseMapModule, adversarial_loss, discriminator_loss
+from .module import FuseMapModule, adversarial_loss, discriminator_loss, mmd_loss
 from .optim import Adam
 from .sampler import EpochPlan, SectionData, iterate_blocks
 
@@ -246,6 +246,15 @@ class Trainer:
                     ae_v, adv_v = self.dist.mean([ae.item(), adv.item()])
                     self.state.lambda_dis = float(self.t.adv_ratio * ae_v / max(abs(adv_v), 1e-8))
                 loss = ae + self.state.lambda_dis * adv
+                if self.t.mmd_weight > 0:
+                    # the cells the discriminators saw (the fixed reference cells carry no gradient)
+                    mz_c, mz_t = out.z_cell, out.z_spatial
+                    if self.fixed is not None:
+                        mz_c, mz_t = torch.cat([out.z_cell, fz_c]), torch.cat([out.z_spatial, fz_t])
+                    mw = self.t.mmd_mean_weight
+                    mmd = mmd_loss(mz_c, d_sec, d_w, mw) + mmd_loss(mz_t, d_sec, d_w, mw)
+                    loss = loss + self.t.mmd_weight * mmd
+                    logs["mmd"] = mmd.detach()
                 logs.update(disc=d_loss.detach(), adv_cell=adv_c.detach(), adv_spatial=adv_t.detach())
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -279,7 +288,7 @@ class Trainer:
         embs = [embed_section(self.module, i, s, self.device) for i, s in enumerate(self.sections)]
         cells = [e[0] for e in embs] + (list(self.fixed.cell) if self.fixed is not None else [])
         threads = torch.get_num_threads()
-        wc, summary = balance_weights(cells, resolution=self.t.balance_resolution,
+        wc, summary = balance_weights(cells, rule=self.t.balance_rule, resolution=self.t.balance_resolution,
                                       low=self.t.balance_low, high=self.t.balance_high,
                                       floor=self.t.balance_floor, seed=self.t.seed)
         # scanpy's neighbour search (numba, sharing the OpenMP runtime) resets the thread count to

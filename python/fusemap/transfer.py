@@ -44,7 +44,7 @@ from .errors import FuseMapInputError, FuseMapWarning
 from .sections import SectionSet
 
 EMBEDDINGS = {"cell": CELL_EMBEDDING, "spatial": SPATIAL_EMBEDDING}
-METHODS = ("mlp", "knn")
+METHODS = ("mlp", "knn", "ensemble")
 RARE_POLICIES = ("exclude", "other")
 OTHER = "other"
 UNASSIGNED = "unassigned"
@@ -176,18 +176,20 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, targets: Sequence[np.n
     if max_train_cells is not None and len(y_train) > max_train_cells:
         keep = np.sort(np.random.default_rng(seed).choice(len(y_train), max_train_cells, replace=False))
         x_train, y_train = x_train[keep], y_train[keep]
-    clf = _classifier(method, y_train, seed, n_neighbors)
+    # 'ensemble': the mean of the MLP's and the kNN vote's class probabilities
+    clfs = [_classifier(m, y_train, seed, n_neighbors) for m in (("mlp", "knn") if method == "ensemble" else (method,))]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Stochastic Optimizer: Maximum iterations.*")
-        clf.fit(x_train, y_train)
+        for clf in clfs:
+            clf.fit(x_train, y_train)
     out = []
     for t in targets:
         if len(t) == 0:
             out.append((np.zeros(0, dtype=object), np.zeros(0)))
             continue
-        p = clf.predict_proba(t)
+        p = sum(clf.predict_proba(t) for clf in clfs) / len(clfs)  # classes_ are sorted in both
         best = p.argmax(1)
-        out.append((np.asarray(clf.classes_, dtype=object)[best], p[np.arange(len(t)), best]))
+        out.append((np.asarray(clfs[0].classes_, dtype=object)[best], p[np.arange(len(t)), best]))
     return out
 
 

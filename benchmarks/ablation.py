@@ -1,0 +1,244 @@
+"""Ablations of our FuseMap on the development cases: where does the section effect survive?
+
+    python -m benchmarks.ablation --cases starmap_mosaic,xenium_capture --variants default,no_balance
+    python -m benchmarks.ablation --list            # the variants and their settings
+
+Each run trains ``fusemap.integrate`` in this process with the variant's settings and scores, with
+the benchmark's own scorer (:mod:`benchmarks.scoring`):
+
+- scIB on the cell embedding (labels: cell types) and on the spatial embedding (labels: regions),
+  the full ``Benchmarker`` metric set including kBET per label;
+- section mixing of Leiden clusters (:func:`fusemap.mixing.section_mixing`): the share of cells in
+  clusters that hold every section, at a resolution giving about as many clusters as labels;
+- imputation of each section's masked genes (mean Pearson R), by the model's read-out and by the
+  kNN read-out on our cell embedding;
+- annotation transfer by 15-NN on the joint embedding (reference sections -> held-out section).
+
+Harmony on the shared genes is scored the same way once per case (its spatial embedding: Harmony
+averaged over each cell's Delaunay neighbours, as in the benchmark). Rows are appended to
+``<out>/ablation.jsonl`` as they finish, so an interrupted sweep keeps what it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import cases as case_builders
+from fusemap.mixing import section_mixing
+
+from .runner import ROOT
+from .scoring import (imputation_scores, imputation_truth, knn_impute, read_case, scib_scores,
+                      transfer_scores)
+
+# name -> settings given to fusemap.integrate (on top of the defaults)
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "no_balance": {"balance": False},
+    "no_adversarial": {"adversarial": False},
+    "adv_ratio_2": {"adv_ratio": 2.0},
+    "disc_lr_1e-3": {"disc_lr": 1e-3},
+    "no_gene_bias": {"section_gene_bias": False},
+    "not_variational": {"variational": False},
+    "cosine_balance": {"balance_rule": "cosine"},
+    "mmd_1": {"mmd_weight": 1.0},
+    "mmd_5": {"mmd_weight": 5.0},
+    "mmd_20": {"mmd_weight": 20.0},
+    "mmd_5_mean": {"mmd_weight": 5.0, "mmd_mean_weight": 1.0},
+    "paper_like": {"balance": True, "section_gene_bias": False, "cell_recon_weight": 0.0,
+                   "adversarial_loss": "reverse"},
+}
+
+
+def harmony_embeddings(case) -> dict[str, np.ndarray]:
+    import harmonypy
+
+    ho = harmonypy.run_harmony(case.pca, case.obs[["section"]], ["section"], random_state=0, verbose=False)
+    z = np.asarray(ho.Z_corr)
+    z = z.T if z.shape[0] != case.obs.shape[0] else z
+    return {"cell": z, "spatial": np.asarray(case.adjacency @ z)}
+
+
+def run_variant(case, name: str, settings: dict, seed: int) -> tuple[dict, dict]:
+    import fusemap
+
+    secs = [a.copy() for a in case.sections]
+    t0 = time.perf_counter()
+    model = fusemap.integrate(secs, progress=False, seed=seed, **settings)
+    fit_s = time.perf_counter() - t0
+    emb = model.embeddings()
+    order = case.info["sections"]
+    out = {"cell": np.concatenate([np.asarray(emb[s].cell) for s in order]),
+           "spatial": np.concatenate([np.asarray(emb[s].spatial) for s in order])}
+    imputed = {}
+    if case.info.get("masked_genes"):
+        for method in ("decoder", "knn", "blend"):
+            imputed[method] = {}
+            for s in order:
+                res = fusemap.impute(model, [s], genes=case.info["masked_genes"][s], method=method)
+                imputed[method][s] = (list(res.var_names), np.asarray(res.X))
+    hist = model.history_frame()
+    meta = {"fit_s": fit_s, "epochs": int(len(hist)),
+            "epochs_per_phase": json.dumps(getattr(model.train_state, "epochs_per_phase", None)),
+            "balance": json.dumps((model.train_state.balance_summary or {})
+                                  if hasattr(model, "train_state") else {})}
+    return out, {"imputed": imputed, **meta}
+
+
+def query_transfer(case, settings: dict, seed: int) -> dict[str, float]:
+    """Integrate the reference sections, map the held-out one (``map_query``, same settings) and
+    transfer both label sets with ``transfer_labels`` (MLP and 15-NN on our embeddings)."""
+    import fusemap
+    from .scoring import label_scores
+
+    by_name = dict(zip(case.info["sections"], case.sections))
+    ref = [by_name[s].copy() for s in case.info["reference"]]
+    qry = [by_name[case.info["held_out"]].copy()]
+    model = fusemap.integrate(ref, progress=False, seed=seed, **settings)
+    fusemap.map_query(model, qry, progress=False, seed=seed)  # the reference's settings
+    row = {}
+    for label, emb in ((case.info["labels"]["cell"], "cell"), (case.info["labels"]["spatial"], "spatial")):
+        known = set(pd.concat([r.obs[label].astype(str) for r in ref]))
+        truth = qry[0].obs[label].astype(str).to_numpy()
+        for method in ("mlp", "knn", "ensemble"):
+            res = fusemap.transfer_labels(ref, qry, label, embedding=emb, method=method, seed=seed, write=False)
+            pred = res.predictions[fusemap.transfer.prediction_key(label)].astype(str).to_numpy()
+            sc = label_scores(truth, pred, known)
+            row[f"query_{emb}_{method}_acc"], row[f"query_{emb}_{method}_f1"] = sc["accuracy"], sc["macro_f1"]
+    return row
+
+
+def score(case, embs: dict[str, np.ndarray], imputed: dict | None, cache: Path) -> dict[str, float]:
+    row: dict[str, float] = {}
+    sec = case.obs["section"].astype(str).to_numpy()
+    for kind, label in (("cell", case.info["labels"]["cell"]), ("spatial", case.info["labels"]["spatial"])):
+        r = scib_scores(case, {kind: embs[kind]}, label, kbet=True, cache_dir=cache).iloc[0]
+        row[f"{kind}_total"] = float(r["Total"])
+        row[f"{kind}_bio"] = float(r["Bio conservation"])
+        row[f"{kind}_batch"] = float(r["Batch correction"])
+        row[f"{kind}_kbet"] = float(r.get("KBET", np.nan))
+        row[f"{kind}_mixing"] = section_mixing(embs[kind], sec, case.obs[label].nunique())
+        t = transfer_scores(case, embs[kind], label)
+        row[f"{kind}_transfer_acc"], row[f"{kind}_transfer_f1"] = t["accuracy"], t["macro_f1"]
+    if case.info.get("masked_genes"):
+        truth = imputation_truth(case)
+        knn = knn_impute(case, embs["cell"])
+        row["impute_knn15_on_embedding"] = imputation_scores(truth, knn).get("pearson_mean", np.nan)
+        for method, result in (imputed or {}).items():
+            row[f"impute_{method}"] = imputation_scores(truth, result).get("pearson_mean", np.nan)
+    return row
+
+
+REPORT_COLUMNS = [
+    ("cell_total", "cell total"), ("cell_batch", "cell batch"), ("cell_kbet", "cell kBET"),
+    ("spatial_total", "spatial total"), ("spatial_batch", "spatial batch"), ("spatial_kbet", "spatial kBET"),
+    ("spatial_mixing", "spatial mixing"), ("cell_transfer_acc", "15-NN cell-type acc."),
+    ("impute_decoder", "impute decoder"), ("impute_knn", "impute kNN"), ("impute_blend", "impute blend"),
+    ("query_cell_mlp_acc", "query MLP acc."), ("query_cell_mlp_f1", "query MLP F1"),
+    ("query_cell_knn_acc", "query kNN acc."), ("query_cell_knn_f1", "query kNN F1"),
+    ("query_cell_ensemble_acc", "query ens. acc."), ("query_cell_ensemble_f1", "query ens. F1"),
+    ("fit_s", "fit s"), ("epochs", "epochs"),
+]
+
+
+def report(out: Path) -> Path:
+    """``ABLATION.md`` from ``ablation.jsonl`` and ``baselines.jsonl``: one table per case, variants as
+    rows (mean over seeds, with the number of seeds), Harmony on the shared genes first."""
+    runs = pd.read_json(out / "ablation.jsonl", lines=True)
+    base = pd.read_json(out / "baselines.jsonl", lines=True) if (out / "baselines.jsonl").exists() else pd.DataFrame()
+    lines = ["# Ablations of our FuseMap on the development cases", "",
+             "Written by `python -m benchmarks.ablation --report` from `ablation.jsonl` (one row per run) and "
+             "`baselines.jsonl`. scIB with the full `Benchmarker` metric set including kBET; totals = 0.6 bio + "
+             "0.4 batch. Spatial mixing: share of cells in Leiden clusters of the spatial embedding holding "
+             "every section (`fusemap.mixing`). Imputation: mean Pearson R over masked (section, gene) pairs. "
+             "Harmony's spatial embedding is Harmony averaged over Delaunay neighbours; its imputation is the "
+             "15-NN mean in Harmony space. Settings of each variant are in the JSON lines (`settings`). Machine: 2 "
+             "CPU cores (AMD EPYC, AVX2, no native bf16), load in the JSON lines.", ""]
+    for case, rows in runs.groupby("case", sort=False):
+        cols = [(c, n) for c, n in REPORT_COLUMNS if c in rows and rows[c].notna().any()]
+        lines += [f"## {case}", "", "| variant | seeds | " + " | ".join(n for _, n in cols) + " |",
+                  "|---|---|" + "---|" * len(cols)]
+        if len(base) and (base["case"] == case).any():
+            b = base[base["case"] == case].iloc[0]
+            b = b.rename({"impute_knn": "impute_knn_harmony"})
+            vals = [f"{b[c]:.3f}" if c in b and pd.notna(b[c]) else "" for c, _ in cols]
+            if "impute_knn" in dict(cols) and "impute_knn_harmony" in b:
+                vals[[c for c, _ in cols].index("impute_knn")] = f"{b['impute_knn_harmony']:.3f}"
+            lines.append("| Harmony (shared genes) | 1 | " + " | ".join(vals) + " |")
+        for variant, g in rows.groupby("variant", sort=False):
+            vals = [f"{g[c].mean():.3f}" if g[c].notna().any() else "" for c, _ in cols]
+            lines.append(f"| {variant} | {len(g)} | " + " | ".join(vals) + " |")
+        lines.append("")
+    path = out / "ABLATION.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _append(path: Path, row: dict) -> None:
+    """One JSON line per finished run (rows of different variants may carry different columns)."""
+    line = json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    with open(path, "a") as f:
+        f.write(line + "\n")
+    print(line, flush=True)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", default="starmap_mosaic,xenium_capture")
+    p.add_argument("--variants", default="default")
+    p.add_argument("--settings", default=None, help="JSON settings of one extra variant named by --name")
+    p.add_argument("--name", default="custom")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ablation"))
+    p.add_argument("--work", default=str(ROOT / "benchmarks" / ".work"))
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the case folders even if they exist")
+    p.add_argument("--query", action="store_true", help="also map the held-out section onto the others "
+                   "and transfer labels (fusemap.map_query + transfer_labels)")
+    p.add_argument("--report", action="store_true", help="only write ABLATION.md from the CSVs")
+    a = p.parse_args(argv)
+    if a.report:
+        print(report(Path(a.out)))
+        return
+    if a.list:
+        for k, v in VARIANTS.items():
+            print(f"{k:20s} {json.dumps(v)}")
+        return
+    variants = {v: VARIANTS[v] for v in a.variants.split(",") if v}
+    if a.settings:
+        variants[a.name] = json.loads(a.settings)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs_file = out / "ablation.jsonl"
+    for cname in a.cases.split(","):
+        case_dir = Path(a.work) / "cases" / cname
+        if a.rebuild or not (case_dir / "case.json").exists():  # parallel sweeps share a built case
+            case_dir = case_builders.build_case(cname, Path(a.work) / "cases")
+        case = read_case(case_dir)
+        cache = Path(a.work) / "scib_cache"
+        base_file = out / "baselines.jsonl"
+        done = pd.read_json(base_file, lines=True) if base_file.exists() else pd.DataFrame(columns=["case"])
+        if not (done["case"] == cname).any():
+            h = harmony_embeddings(case)
+            _append(base_file, {"case": cname, "method": "Harmony", **score(case, h, None, cache)})
+        for vname, settings in variants.items():
+            for seed in [int(s) for s in a.seeds.split(",")]:
+                embs, meta = run_variant(case, vname, settings, seed)
+                keep = Path(a.work) / "ablation" / f"{cname}__{vname}__{seed}.npz"
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(keep, **embs)  # for looking at a run afterwards
+                row = {"case": cname, "variant": vname, "seed": seed, "settings": json.dumps(settings),
+                       **score(case, embs, meta.pop("imputed"), cache), **meta,
+                       **(query_transfer(case, settings, seed) if a.query else {}),
+                       "load": os.getloadavg()[0]}
+                _append(runs_file, row)
+
+
+if __name__ == "__main__":
+    main()
