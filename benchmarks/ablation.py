@@ -40,6 +40,8 @@ from .scoring import (imputation_scores, imputation_truth, knn_impute, read_case
 # name -> settings given to fusemap.integrate (on top of the defaults)
 VARIANTS: dict[str, dict] = {
     "default": {},
+    "old_default": {"mmd_weight": 0.0, "balance_rule": "cosine"},
+    "mmd_20_100ep": {"mmd_weight": 20.0, "max_epochs": 100},
     "no_balance": {"balance": False},
     "no_adversarial": {"adversarial": False},
     "adv_ratio_2": {"adv_ratio": 2.0},
@@ -50,7 +52,6 @@ VARIANTS: dict[str, dict] = {
     "mmd_1": {"mmd_weight": 1.0},
     "mmd_5": {"mmd_weight": 5.0},
     "mmd_20": {"mmd_weight": 20.0},
-    "mmd_5_mean": {"mmd_weight": 5.0, "mmd_mean_weight": 1.0},
     "paper_like": {"balance": True, "section_gene_bias": False, "cell_recon_weight": 0.0,
                    "adversarial_loss": "reverse"},
 }
@@ -65,9 +66,19 @@ def harmony_embeddings(case) -> dict[str, np.ndarray]:
     return {"cell": z, "spatial": np.asarray(case.adjacency @ z)}
 
 
+def _threads() -> None:
+    """Hold torch to $OMP_NUM_THREADS: the scorer's libraries (numba, jax) raise torch's OpenMP
+    pool to all cores in this process, and parallel sweeps then fight over the two cores."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def run_variant(case, name: str, settings: dict, seed: int) -> tuple[dict, dict]:
     import fusemap
 
+    _threads()
     secs = [a.copy() for a in case.sections]
     t0 = time.perf_counter()
     model = fusemap.integrate(secs, progress=False, seed=seed, **settings)
@@ -97,6 +108,7 @@ def query_transfer(case, settings: dict, seed: int) -> dict[str, float]:
     import fusemap
     from .scoring import label_scores
 
+    _threads()
     by_name = dict(zip(case.info["sections"], case.sections))
     ref = [by_name[s].copy() for s in case.info["reference"]]
     qry = [by_name[case.info["held_out"]].copy()]
@@ -171,10 +183,14 @@ def report(out: Path) -> Path:
             if "impute_knn" in dict(cols) and "impute_knn_harmony" in b:
                 vals[[c for c, _ in cols].index("impute_knn")] = f"{b['impute_knn_harmony']:.3f}"
             lines.append("| Harmony (shared genes) | 1 | " + " | ".join(vals) + " |")
+        notes = []
         for variant, g in rows.groupby("variant", sort=False):
             vals = [f"{g[c].mean():.3f}" if g[c].notna().any() else "" for c, _ in cols]
             lines.append(f"| {variant} | {len(g)} | " + " | ".join(vals) + " |")
-        lines.append("")
+            settings = g["settings"].iloc[0]
+            note = g["note"].dropna().iloc[0] if "note" in g and g["note"].notna().any() else ""
+            notes.append(f"- `{variant}`: settings `{settings}`" + (f"; {note}" if note else ""))
+        lines += [""] + notes + [""]
     path = out / "ABLATION.md"
     path.write_text("\n".join(lines))
     return path
@@ -201,7 +217,10 @@ def main(argv=None) -> None:
     p.add_argument("--rebuild", action="store_true", help="rebuild the case folders even if they exist")
     p.add_argument("--query", action="store_true", help="also map the held-out section onto the others "
                    "and transfer labels (fusemap.map_query + transfer_labels)")
-    p.add_argument("--report", action="store_true", help="only write ABLATION.md from the CSVs")
+    p.add_argument("--report", action="store_true", help="only write ABLATION.md from the JSON lines")
+    p.add_argument("--rescore", action="store_true", help="score the stored embeddings of the runs "
+                   "(benchmarks/.work/ablation) again instead of training (imputation and query columns "
+                   "need the model and are left empty)")
     a = p.parse_args(argv)
     if a.report:
         print(report(Path(a.out)))
@@ -229,6 +248,13 @@ def main(argv=None) -> None:
             _append(base_file, {"case": cname, "method": "Harmony", **score(case, h, None, cache)})
         for vname, settings in variants.items():
             for seed in [int(s) for s in a.seeds.split(",")]:
+                if a.rescore:
+                    z = np.load(Path(a.work) / "ablation" / f"{cname}__{vname}__{seed}.npz")
+                    row = {"case": cname, "variant": vname, "seed": seed, "settings": json.dumps(settings),
+                           **score(case, {k: z[k] for k in z.files}, None, cache),
+                           "note": "scored from the stored embeddings; the run itself was stopped"}
+                    _append(runs_file, row)
+                    continue
                 embs, meta = run_variant(case, vname, settings, seed)
                 keep = Path(a.work) / "ablation" / f"{cname}__{vname}__{seed}.npz"
                 keep.parent.mkdir(parents=True, exist_ok=True)

@@ -39,13 +39,39 @@ def test_cases_are_deterministic_and_labels_harmonised(tmp_path):
     assert {"Excitatory", "Inhibitory", "Astrocyte", "Oligodendrocyte", "Endothelial"} <= shared
 
 
+def test_xenium_capture_case_differs_only_in_depth(tmp_path):
+    require_data("xenium_mousebrain_ctxhp")
+    import anndata as ad
+    from benchmarks import cases
+
+    d = cases.build_case("xenium_capture", tmp_path)
+    info = cases.CaseInfo.read(d)
+    secs = [ad.read_h5ad(d / f) for f in info.files]
+    assert info.sections == ["capture90", "capture50", "capture30"] and info.held_out == "capture30"
+    masked = [set(info.masked_genes[s]) for s in info.sections]
+    assert all(len(m) == cases.XENIUM_MASKED_PER_SECTION for m in masked)
+    assert not (masked[0] & masked[1]) and not (masked[1] & masked[2]) and not (masked[0] & masked[2])
+    assert len(info.shared_genes) == 248 - 3 * cases.XENIUM_MASKED_PER_SECTION
+    # molecules per cell on the shared genes follow the capture rates (cells were split at random)
+    depth = [float(a[:, info.shared_genes].X.sum(1).mean()) for a in secs]
+    np.testing.assert_allclose(np.array(depth) / depth[0], [1.0, 5 / 9, 3 / 9], rtol=0.05)
+    # every cell type and niche is in every section, in about the same proportion
+    for key in ("cell_type", "region"):
+        props = [a.obs[key].value_counts(normalize=True) for a in secs]
+        assert set(props[0].index) == set(props[1].index) == set(props[2].index)
+        assert max((props[0] - p).abs().max() for p in props[1:]) < 0.03
+    assert sum(a.n_obs for a in secs) >= 4980  # thinning empties a few cells (11 of 5,000)
+    again = cases.build_case("xenium_capture", tmp_path / "again")
+    assert cases.CaseInfo.read(again).masked_genes == info.masked_genes
+
+
 @pytest.mark.slow
 def test_ours_and_harmony_end_to_end(tmp_path):
     require_data()
     from benchmarks import run
 
     rc = run.main(["--cases", "starmap_mosaic", "--methods", "ours,harmony", "--seeds", "1",
-                   "--max-cells", "350", "--no-umap", "--work", str(tmp_path / "work"),
+                   "--max-cells", "350", "--no-umap", "--no-kbet", "--work", str(tmp_path / "work"),
                    "--results", str(tmp_path / "results"),
                    "--params", json.dumps({"fusemap_ours": {"max_epochs": 15}})])
     assert rc == 0

@@ -198,10 +198,17 @@ def test_knn_readout_is_the_mean_over_measuring_neighbours(model, sections):
     assert blend.uns["fusemap_imputation"]["method"] == "blend"
 
 
-def test_knn_readout_without_attached_sources_falls_back_with_a_warning(model, tmp_path):
+def test_knn_readout_of_a_loaded_model_uses_the_sections_given(model, sections, tmp_path):
     loaded = FuseMap.load(model.save(tmp_path / "m"))  # no data attached
     name = model.section_names[1]
+    other = next(g for g in model.vocabulary.names if g not in set(map(str, sections[1].var_names)))
+    # one section given: a gene it did not measure falls back to the decoder, with a warning
     with pytest.warns(fusemap.FuseMapWarning, match="decoder read-out"):
-        got = loaded.impute(model.sections.adatas[1], ["Gene0001"], method="blend")
-    np.testing.assert_allclose(got.X, fusemap.impute(model, name, ["Gene0001"], method="decoder").X,
+        got = loaded.impute(sections[1].copy(), [other], method="knn")
+    np.testing.assert_allclose(got.X, fusemap.impute(model, name, [other], method="decoder").X,
                                rtol=1e-5, atol=1e-6)
+    # all sections given: the same kNN read-out as the model with its data attached
+    every = {n: a.copy() for n, a in zip(model.section_names, sections)}
+    got = loaded.impute(every, [other], method="knn")
+    want = fusemap.impute(model, None, [other], method="knn")
+    np.testing.assert_allclose(got.X, want.X, rtol=1e-5, atol=1e-6)

@@ -104,3 +104,22 @@ def test_mmd_is_zero_for_equal_sections_and_grows_with_a_shift():
     x = shifted.clone().requires_grad_(True)
     mmd_loss(x, sec).backward()
     assert (x.grad[sec == 1].mean(0) > 0).sum() >= 6  # descending moves it back (towards -1)
+
+
+def test_mmd_cannot_be_lowered_by_scaling_or_separating():
+    """The kernel width follows the batch's distances, with its gradient: shrinking everything
+    changes nothing (a width fixed within the step rewarded it), and pushing a section away from
+    the others always costs more."""
+    from fusemap.module import mmd_loss
+
+    torch.manual_seed(1)
+    z = torch.randn(300, 8)
+    sec = torch.arange(300) % 3
+    values = []
+    for gap in (0.0, 0.5, 2.0, 10.0, 100.0):
+        moved = z.clone()
+        moved[sec == 1, 0] += gap
+        values.append(mmd_loss(moved, sec).item())
+        assert math.isclose(mmd_loss(moved * 0.01, sec).item(), values[-1], rel_tol=1e-3, abs_tol=1e-6)
+    assert all(b > a for a, b in zip(values, values[1:])), values
+    assert values[-1] > 0.5

@@ -84,11 +84,15 @@ def test_starmap_beats_harmony_on_scib(starmap_mosaic, starmap_model, record_pro
     assert ours_spatial["Total"] > base_region["Total"]
 
 
+MIXING_FLOOR = {"cell": 0.75, "spatial": 0.75}
+"""Measured at default settings, seed 0: cell 0.97, spatial 1.00 (before the MMD term and the
+overlap balance rule: spatial 0.34 by a laxer rule)."""
+
+
 def test_sections_mix_in_both_embeddings(starmap_mosaic, starmap_model, record_property):
     """The three STARmap sections share the same cortical layers and cell types: the Leiden
     clusters of each pooled embedding (about as many as cell types or layers) must hold cells of
-    every section. Before the MMD term and the overlap balance rule, the spatial embedding's
-    clusters were mostly confined to one section (34 % of cells in shared clusters)."""
+    every section."""
     from fusemap.mixing import section_mixing
 
     masked, _ = starmap_mosaic

@@ -184,10 +184,13 @@ def _add_impute(sub) -> None:
     g.add_argument("--all", action="store_true", dest="all_genes", help="every gene of the vocabulary")
     p.add_argument("--out", help="output .h5ad (cells x genes), or .zarr: a copy of the input SpatialData store "
                                  "with a table fusemap_imputed (required unless --in-place)")
-    p.add_argument("--method", choices=["decoder", "product"], help="read-out (default decoder)")
+    p.add_argument("--method", choices=["knn", "blend", "decoder", "product"],
+                   help="read-out (default knn: the mean measured value over the nearest cells, in the cell "
+                        "embedding, of the given sections that measured the gene; give every section of the "
+                        "model to impute genes from all of them)")
     p.add_argument("--neighbors", type=int,
-                   help="average each cell's read-out input over this many nearest cells of its section in "
-                        "the cell embedding (default 50; 1 turns it off)")
+                   help="cells averaged per read-out (default 50): measuring cells for knn, nearest cells of "
+                        "the section for decoder/product (1 turns that off)")
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
     p.add_argument("--chunk-size", type=int, default=4096, dest="chunk_size", help="cells per block")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
@@ -263,7 +266,7 @@ def _add_transfer(sub) -> None:
     p.add_argument("--hierarchy", help="comma-separated finer label columns nested in --labels")
     p.add_argument("--embedding", choices=["cell", "spatial"], default="cell",
                    help="cell (cell types, default) or spatial (tissue regions)")
-    p.add_argument("--method", choices=["mlp", "knn"], default="mlp")
+    p.add_argument("--method", choices=["mlp", "knn", "ensemble"], default="mlp")
     p.add_argument("--min-cells", type=int, default=10, dest="min_cells",
                    help="classes with fewer labelled reference cells are handled by --rare (default 10)")
     p.add_argument("--rare", choices=["exclude", "other"], default="exclude")

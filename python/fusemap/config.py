@@ -112,11 +112,12 @@ class TrainConfig:
     balance_high: float = 0.8
     """Similarity above which a cluster gets full weight (linear in between)."""
     balance_floor: float = 0.05
-    mmd_weight: float = 0.0
+    mmd_weight: float = 20.0
     """Weight of a maximum mean discrepancy between sections on both embeddings, beside the
-    discriminators (fusemap.module.mmd_loss); 0 leaves alignment to the discriminators alone."""
-    mmd_mean_weight: float = 0.0
-    """Weight, inside the MMD, of the distance between section means (a linear kernel)."""
+    discriminators (fusemap.module.mmd_loss); 0 leaves alignment to the discriminators alone, as in
+    the paper. The discriminators alone left each section offset (scIB batch score of thinned
+    copies of one Xenium tissue 0.69 vs Harmony's 0.88; spatial kBET on the STARmap mosaic 0.11):
+    see benchmarks/results/ablation/ABLATION.md."""
     seed: int = 0
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""

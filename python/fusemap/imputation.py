@@ -19,31 +19,34 @@ gene_chunk_size=2048, section_key=None, out=None, overwrite=False) -> anndata.An
 
 Read-outs (DESIGN.md §2.5)
 --------------------------
-``method='decoder'`` (default): ``ReLU(h E^T + b_v)`` with ``h = dec(Z_T)``, the read-out the
-model was trained to reconstruct with: the spatial embedding passed through the graph decoder
-(Â Z_T with the default ``spatial_mode='aggregate'``), times the gene embedding, plus the
-section's decoder gene offset ``b_v`` for genes the section measured (a gene it did not measure
-has no offset in that section). ``method='product'``: the plain product ``Z_c E^T`` of cell and
-gene embeddings (the published imputation), without ReLU or offset.
+``method='decoder'``: ``ReLU(h E^T + b_v)`` with ``h = dec(Z_T)``, the read-out the model was
+trained to reconstruct with: the spatial embedding passed through the graph decoder (Â Z_T with
+the default ``spatial_mode='aggregate'``), times the gene embedding, plus the section's decoder
+gene offset ``b_v`` for genes the section measured (a gene it did not measure has no offset in
+that section). ``method='product'``: the plain product ``Z_c E^T`` of cell and gene embeddings
+(the published imputation), without ReLU or offset. ``method='knn'``: the mean measured
+(preprocessed) value of the gene over the cell's ``neighbors`` nearest cells, in the cell
+embedding, of the sections that measured it (:class:`KnnReadout`; the default).
+``method='blend'``: the mean of 'decoder' and 'knn'.
 
-``neighbors`` (default 50; 1 turns it off): the read-out input (``h``, or ``Z_c`` for 'product')
-of each cell is averaged over its ``neighbors`` nearest cells of the same section in the cell
-embedding, itself included, before multiplying with ``E``. A single cell's embedding carries the
-noise of its own few counts; the gene embedding of a gene the section never measured was not
-fitted to that section, so the noise passes straight into the imputation. Averaging over
-embedding neighbours (cells of the same kind) removes it, as the kNN baseline's averaging does.
+The kNN read-outs read the measured values of the sections that measured each gene: those given
+in ``data`` and those attached to the model (``integrate`` and ``map_query`` keep them;
+``FuseMap.load(path, sections)`` attaches them). A gene that none of them measured gets the
+decoder read-out, with a warning.
 
-Why these defaults - measured on the STARmap mosaic (three sections, 40 shared genes, each
-section's 66 masked genes as ground truth, mean Pearson R over the 198 (section, gene) pairs; see
-tests/test_realdata_query.py): 'decoder' 0.111 and 'product' 0.106 without
-neighbour averaging, 'decoder' 0.125 and 'product' 0.134 with ``neighbors=50``, against 0.116 for
-the kNN baseline (50 nearest cells of the other sections in PCA + Harmony of the shared genes).
-A constant imputation scores 0: in 17 of the 198 pairs the decoder read-out is zero in every cell
-(the ReLU cuts a gene the section never measured), which the product never does; on the other 181
-pairs the decoder averages 0.137.
-Averaging also raises R on the genes a section did measure (0.499 -> 0.534), so it removes noise
-rather than just flattening. 'decoder' is the default because it is the model's own
-reconstruction and measured best.
+``neighbors`` (default 50; 1 turns it off): for 'decoder' and 'product', the read-out input (``h``,
+or ``Z_c``) of each cell is averaged over its ``neighbors`` nearest cells of the same section in
+the cell embedding, itself included, before multiplying with ``E`` (a single cell's embedding
+carries the noise of its own few counts); for 'knn' it is the number of measuring cells averaged.
+
+Why 'knn' (benchmarks/results/ablation/ABLATION.md, mean Pearson R over masked (section, gene)
+pairs, model at default settings, seed 0): STARmap mosaic decoder 0.163, knn 0.165, blend 0.169;
+thinned Xenium copies decoder 0.442, knn 0.539, blend 0.526 (15-NN in PCA + Harmony: 0.103 and
+0.534). Averaged over both cases 'knn' leads (0.352, blend 0.348, decoder 0.303); the decoder's
+gene embedding is fitted to the sections that measured a gene, and cells of a section that did
+not carry that section's offsets into the product, while the kNN read-out only needs the cell
+embedding to put like cells together. Before the MMD alignment (mixed sections) the decoder led on
+the mosaic (0.141 vs 0.127 for a 15-NN read-out on our embedding).
 
 Memory: the work runs in blocks of ``chunk_size`` cells x ``gene_chunk_size`` genes; apart from the
 result itself (or nothing, with ``out=``) no cells x genes matrix is formed. Neighbour search is
@@ -71,7 +74,7 @@ from .sections import SectionSet
 from .vocabulary import GeneVocabulary
 
 METHODS = ("decoder", "product", "knn", "blend")
-DEFAULT_METHOD = "blend"
+DEFAULT_METHOD = "knn"
 DEFAULT_NEIGHBORS = 50
 EXACT_KNN_MAX = 100_000
 IMPUTATION_UNS = "fusemap_imputation"
@@ -238,9 +241,10 @@ class KnnReadout:
     (sources x genes), row block by row block.
     """
 
-    def __init__(self, model: FuseMap, k: int, chunk: int):
+    def __init__(self, model: FuseMap, k: int, chunk: int, targets: Sequence[Target] = ()):
         self.model, self.k, self.chunk = model, k, chunk
-        self.sources = _source_sections(model)
+        # the sections being imputed serve as sources too (a loaded model has no data attached)
+        self.sources = {**_source_sections(model), **{t.index: t.data for t in targets}}
         self._z: dict[int, np.ndarray] = {}
 
     def embedding(self, section: int) -> np.ndarray:
@@ -313,7 +317,7 @@ def iter_impute(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, meth
     model); a gene that no attached section measured gets the decoder read-out.
     """
     _check_options(method, chunk_size, gene_chunk_size, neighbors)
-    knn = KnnReadout(model, neighbors, chunk_size) if method in ("knn", "blend") else None
+    knn = KnnReadout(model, neighbors, chunk_size, targets) if method in ("knn", "blend") else None
     model_method = "product" if method == "product" else "decoder"
     if knn is not None:
         alone = len(knn.groups(pos).get((), []))
@@ -322,9 +326,10 @@ def iter_impute(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, meth
 
             from .errors import FuseMapWarning
             warnings.warn(
-                f"method={method!r}: {alone} of {len(pos)} gene(s) were measured in no section whose data "
-                "is attached to the model; they get the decoder read-out. Load the model with its "
-                "sections (FuseMap.load(path, sections)) to read them out from the measuring cells.",
+                f"method={method!r}: {alone} of {len(pos)} gene(s) were measured in no section given or "
+                "attached to the model; they get the decoder read-out. Pass the sections that measured "
+                "them too (or load the model with its sections, FuseMap.load(path, sections)) to read "
+                "them out from the measuring cells.",
                 FuseMapWarning, stacklevel=3)
     offset = 0
     for t in targets:

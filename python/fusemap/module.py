@@ -382,26 +382,31 @@ def adversarial_loss(logits: torch.Tensor, sections: torch.Tensor, kind: str,
 
 
 MMD_BANDWIDTHS = (0.25, 1.0, 4.0)
-"""Gaussian kernel widths, as multiples of the median squared distance within the batch."""
+"""Gaussian kernel widths, as multiples of the mean squared distance between the batch's cells."""
 
 
-def mmd_loss(z: torch.Tensor, sections: torch.Tensor, weights: torch.Tensor | None = None,
-             mean_weight: float = 0.0) -> torch.Tensor:
+def mmd_loss(z: torch.Tensor, sections: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared maximum mean discrepancy between every pair of sections in a batch.
 
     A discriminator can be fooled by moving a section to where it is unsure (the min-max then
     chases sections around instead of overlapping them); the MMD is zero only when the (weighted)
     distributions coincide, so it pulls a shifted or shrunk section onto the others directly. The
-    kernel is a mixture of Gaussians whose widths follow the batch's median squared distance
-    (detached), so the term is scale-free and lies in [0, 2]. ``weights`` (balance weights) make
-    a cluster without counterpart count less, as in the discriminators.
+    kernel is a mixture of Gaussians whose widths follow the mean squared distance between the
+    batch's cells, with its gradient, so the term lies in [0, 2] and cannot be lowered by a change
+    of scale: a width fixed within the step (detached) rewarded shrinking every section instead of
+    overlapping them. Measured on thinned copies of one Xenium tissue (benchmarks/ablation.py):
+    this width scored best (scIB cell 0.707, spatial 0.694; fixed width 0.691 / 0.685; width from
+    the distances within sections 0.675 / 0.680).
+    ``weights`` (balance weights) make a cluster without counterpart count less, as in the
+    discriminators.
     """
     labels = torch.unique(sections)
     if len(labels) < 2:
         return z.new_zeros(())
     sq = (z * z).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min(0.0)
-    scale = d2.detach().median().clamp_min(1e-8)
+    n = z.shape[0]
+    scale = (d2.sum() / max(n * (n - 1), 1)).clamp_min(1e-8)
     k = sum(torch.exp(-d2 / (b * scale)) for b in MMD_BANDWIDTHS) / len(MMD_BANDWIDTHS)
     onehot = (sections[:, None] == labels[None, :]).to(z.dtype)
     if weights is not None:
@@ -410,11 +415,5 @@ def mmd_loss(z: torch.Tensor, sections: torch.Tensor, weights: torch.Tensor | No
     m = p.T @ k @ p  # mean kernel value between each pair of sections
     diag = torch.diagonal(m)
     pair = diag[:, None] + diag[None, :] - 2.0 * m
-    if mean_weight > 0:
-        # linear kernel: squared distance between section means, in units of the batch's variance
-        means = p.T @ z
-        var = z.detach().var(0).sum().clamp_min(1e-8)
-        sqm = (means * means).sum(1)
-        pair = pair + mean_weight * (sqm[:, None] + sqm[None, :] - 2.0 * means @ means.T) / var
     iu = torch.triu_indices(len(labels), len(labels), offset=1, device=z.device)
     return pair[iu[0], iu[1]].mean()

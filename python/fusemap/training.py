@@ -251,8 +251,7 @@ class Trainer:
                     mz_c, mz_t = out.z_cell, out.z_spatial
                     if self.fixed is not None:
                         mz_c, mz_t = torch.cat([out.z_cell, fz_c]), torch.cat([out.z_spatial, fz_t])
-                    mw = self.t.mmd_mean_weight
-                    mmd = mmd_loss(mz_c, d_sec, d_w, mw) + mmd_loss(mz_t, d_sec, d_w, mw)
+                    mmd = mmd_loss(mz_c, d_sec, d_w) + mmd_loss(mz_t, d_sec, d_w)
                     loss = loss + self.t.mmd_weight * mmd
                     logs["mmd"] = mmd.detach()
                 logs.update(disc=d_loss.detach(), adv_cell=adv_c.detach(), adv_spatial=adv_t.detach())
