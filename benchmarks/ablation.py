@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict] = {
     "default": {},
     "old_default": {"mmd_weight": 0.0, "balance_rule": "cosine"},
     "mmd_20_100ep": {"mmd_weight": 20.0, "max_epochs": 100},
+    "mmd_20_phase2": {"mmd_weight": 20.0, "mmd_phase": "balanced"},
     "no_balance": {"balance": False},
     "no_adversarial": {"adversarial": False},
     "adv_ratio_2": {"adv_ratio": 2.0},

@@ -118,6 +118,9 @@ class TrainConfig:
     the paper. The discriminators alone left each section offset (scIB batch score of thinned
     copies of one Xenium tissue 0.69 vs Harmony's 0.88; spatial kBET on the STARmap mosaic 0.11):
     see benchmarks/results/ablation/ABLATION.md."""
+    mmd_phase: Literal["both", "balanced"] = "both"
+    """Training phases with the MMD term: 'both', or only 'balanced' (phase 2), so that phase 1
+    pretrains as in the paper and the reconstruction settles before the term pulls sections."""
     seed: int = 0
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
@@ -219,6 +222,7 @@ class FuseMapConfig:
              "balance_low < balance_high"),
             (t.balance_rule in ("overlap", "cosine"), "balance_rule", t.balance_rule, "'overlap' or 'cosine'"),
             (t.mmd_weight >= 0, "mmd_weight", t.mmd_weight, "a number >= 0"),
+            (t.mmd_phase in ("both", "balanced"), "mmd_phase", t.mmd_phase, "'both' or 'balanced'"),
             (t.num_workers >= 0, "num_workers", t.num_workers, "an integer >= 0"),
             (t.precision in ("auto", "float32", "bfloat16"), "precision", t.precision,
              "'auto', 'float32' or 'bfloat16'"),

@@ -246,7 +246,8 @@ class Trainer:
                     ae_v, adv_v = self.dist.mean([ae.item(), adv.item()])
                     self.state.lambda_dis = float(self.t.adv_ratio * ae_v / max(abs(adv_v), 1e-8))
                 loss = ae + self.state.lambda_dis * adv
-                if self.t.mmd_weight > 0:
+                if self.t.mmd_weight > 0 and (self.t.mmd_phase == "both" or self.state.phase == PHASE_BALANCED
+                                              or not self.t.balance):
                     # the cells the discriminators saw (the fixed reference cells carry no gradient)
                     mz_c, mz_t = out.z_cell, out.z_spatial
                     if self.fixed is not None:
