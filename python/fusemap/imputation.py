@@ -39,10 +39,11 @@ or ``Z_c``) of each cell is averaged over its ``neighbors`` nearest cells of the
 the cell embedding, itself included, before multiplying with ``E`` (a single cell's embedding
 carries the noise of its own few counts); for 'knn' it is the number of measuring cells averaged.
 
-Why 'knn' (benchmarks/results/ablation/ABLATION.md, mean Pearson R over masked (section, gene)
-pairs, model at default settings, seed 0): STARmap mosaic decoder 0.163, knn 0.165, blend 0.169;
-thinned Xenium copies decoder 0.442, knn 0.539, blend 0.526 (15-NN in PCA + Harmony: 0.103 and
-0.534). Averaged over both cases 'knn' leads (0.352, blend 0.348, decoder 0.303); the decoder's
+Why 'knn' (benchmarks/results/ablation/ABLATION.md, rows mmd_20_phase2 = default settings, mean
+Pearson R over masked (section, gene) pairs, seed 0): STARmap mosaic decoder 0.159, knn 0.157,
+blend 0.161; thinned Xenium copies decoder 0.442, knn 0.540, blend 0.527 (15-NN in PCA +
+Harmony: 0.103 and 0.534). Averaged over both cases 'knn' leads (0.349, blend 0.344, decoder
+0.301; with MMD in both phases 0.352 / 0.348 / 0.303); the decoder's
 gene embedding is fitted to the sections that measured a gene, and cells of a section that did
 not carry that section's offsets into the product, while the kNN read-out only needs the cell
 embedding to put like cells together. Before the MMD alignment (mixed sections) the decoder led on
