@@ -19,9 +19,11 @@ def sections():
 
 @pytest.fixture(scope="module")
 def model(sections):
-    # long enough to fit cell-level structure (~20 s); the tests below check read-outs, not speed
+    # long enough to fit cell-level structure (~20 s); the tests below check read-outs, not speed or
+    # alignment, so without the MMD term (with it, one phase of 150 epochs fits cells less closely:
+    # product vs measured 0.30 instead of 0.62)
     m = FuseMap([a.copy() for a in sections], **{**FAST, "max_epochs": 150, "batch_size": 32, "n_hidden": 128,
-                                                   "patience": 1000, "balance": False})
+                                                   "patience": 1000, "balance": False, "mmd_weight": 0.0})
     m.train()
     return m
 

@@ -76,9 +76,11 @@ def test_starmap_regions_match_cortical_layers(starmap_model, record_property, t
     """Four regions from the spatial embedding of the STARmap mosaic agree with the annotated layers.
 
     Measured on the fixture model (seed 0), pooled over the three sections, Leiden seeds 0-2:
-    ARI 0.588 / 0.556 / 0.583 (median 0.583). Baselines measured on the same data: Leiden on the
-    cell embedding 0.02; neighbourhood-averaged shared-gene expression + PCA without integration
-    0.07; the same + Harmony 0.44. The floor 0.45 demands at least the Harmony baseline.
+    ARI 0.728 / 0.735 / 0.725 (median 0.728; 0.583 before the MMD alignment). Baselines measured on
+    the same data: Leiden on the cell embedding 0.27 (cell types of the cortex are layer-specific;
+    0.02 before the MMD alignment); neighbourhood-averaged shared-gene expression + PCA without
+    integration 0.07; the same + Harmony 0.44. The floor 0.45 demands at least the Harmony
+    baseline, and the spatial embedding must beat the cell embedding by a wide margin.
     """
     from sklearn.metrics import adjusted_rand_score
 
@@ -92,7 +94,7 @@ def test_starmap_regions_match_cortical_layers(starmap_model, record_property, t
           f"cell embedding {cell:.3f}")
     record_property("region_ari", [round(a, 3) for a in aris])
     assert np.median(aris) > 0.45
-    assert cell < 0.2 < np.median(aris)
+    assert cell + 0.3 < np.median(aris)
     # sub-levels inside the annotated layers, and the spatial map figure
     labels = find_regions(secs, n_regions=2, within="region", key_added="sublayer")
     assert labels.nunique() == 8
