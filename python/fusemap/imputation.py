@@ -64,6 +64,7 @@ from typing import Any, Iterator, Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from ._constants import SECTION_COLUMN, SPATIAL_KEY
@@ -187,18 +188,8 @@ def resolve_genes(model: FuseMap, genes: Any) -> tuple[list[str], np.ndarray]:
 
 # -- the read-out ---------------------------------------------------------------------------------------
 def embedding_neighbors(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Indices of each cell's ``k`` nearest cells (itself included) in the embedding ``z``.
-
-    Exact search up to :data:`EXACT_KNN_MAX` cells, approximate (pynndescent) above.
-    """
-    k = min(k, len(z))
-    if len(z) <= EXACT_KNN_MAX:
-        from sklearn.neighbors import NearestNeighbors
-
-        return NearestNeighbors(n_neighbors=k).fit(z).kneighbors(z, return_distance=False)
-    import pynndescent
-
-    return pynndescent.NNDescent(z, n_neighbors=k, random_state=seed).neighbor_graph[0]
+    """Indices of each cell's ``k`` nearest cells (itself included) in the embedding ``z``."""
+    return neighbors_in(z, z, min(k, len(z)), seed)
 
 
 @torch.no_grad()
@@ -264,8 +255,6 @@ class KnnReadout:
 
     def weights(self, z_target: np.ndarray, group: tuple[int, ...]):
         """Sparse (targets x cells of ``group``) averaging matrix over each target's k neighbours."""
-        import scipy.sparse as sp
-
         src_z = np.concatenate([self.embedding(j) for j in group])
         k = min(self.k, len(src_z))
         idx = neighbors_in(src_z, z_target, k)
@@ -275,8 +264,6 @@ class KnnReadout:
 
     def values(self, pos: np.ndarray, group: tuple[int, ...]):
         """Measured values of the genes ``pos`` in the cells of ``group`` (sparse, cells x genes)."""
-        import scipy.sparse as sp
-
         parts = []
         for j in group:
             where = {int(g): i for i, g in enumerate(np.asarray(self.model.module.panels[j]))}
@@ -285,7 +272,8 @@ class KnnReadout:
 
 
 def neighbors_in(ref: np.ndarray, query: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Indices of each query row's ``k`` nearest rows of ``ref`` (exact up to EXACT_KNN_MAX rows)."""
+    """Indices of each query row's ``k`` nearest rows of ``ref``: exact up to
+    :data:`EXACT_KNN_MAX` rows of ``ref``, approximate (pynndescent) above."""
     if len(ref) <= EXACT_KNN_MAX:
         from sklearn.neighbors import NearestNeighbors
 
