@@ -1,4 +1,4 @@
-"""Sections read from disk in row blocks (fusemap.backed) and the in-place float32 preprocessing."""
+"""Sections read from disk in row blocks (fusemap.io.backed) and the in-place float32 preprocessing."""
 
 import tracemalloc
 
@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 
 import fusemap
-from fusemap import backed, datasets
+from fusemap import datasets
+from fusemap.io import backed
 from fusemap.errors import FuseMapInputError
 from fusemap.preprocess import preprocess
 

@@ -140,7 +140,7 @@ def test_sections_given_as_anndata_or_file(model, sections, tmp_path):
     path = tmp_path / f"{name}.h5ad"
     sections[1].write_h5ad(path)
     loaded = FuseMap.load(model.save(tmp_path / "m"))  # no data attached
-    by_file = loaded.impute(str(path), genes, method="decoder")
+    by_file = fusemap.impute(loaded, str(path), genes, method="decoder")
     np.testing.assert_allclose(by_file.X, by_name.X, rtol=1e-5, atol=1e-6)
 
 
@@ -172,7 +172,7 @@ def test_mapped_query_sections_can_be_imputed(model, sections):
     full = fusemap.datasets.simulate(n_sections=4, n_cells=300, n_genes=60, seed=3)[3]
     q = full[:, [f"Gene{i:04d}" for i in range(0, 60, 2)]].copy()
     mapped = fusemap.map_query(model, {"q": q}, max_epochs=2, balance=False)
-    imp = mapped.impute("q", ["Gene0001", "Gene0002"])  # one unmeasured, one measured gene
+    imp = fusemap.impute(mapped, "q", ["Gene0001", "Gene0002"])  # one unmeasured, one measured gene
     assert imp.shape == (q.n_obs, 2)
     assert imp.var["measured_in"].tolist() == ["", "q"]
     assert np.isfinite(imp.X).all()
@@ -206,11 +206,11 @@ def test_knn_readout_of_a_loaded_model_uses_the_sections_given(model, sections, 
     other = next(g for g in model.vocabulary.names if g not in set(map(str, sections[1].var_names)))
     # one section given: a gene it did not measure falls back to the decoder, with a warning
     with pytest.warns(fusemap.FuseMapWarning, match="decoder read-out"):
-        got = loaded.impute(sections[1].copy(), [other], method="knn")
+        got = fusemap.impute(loaded, sections[1].copy(), [other], method="knn")
     np.testing.assert_allclose(got.X, fusemap.impute(model, name, [other], method="decoder").X,
                                rtol=1e-5, atol=1e-6)
     # all sections given: the same kNN read-out as the model with its data attached
     every = {n: a.copy() for n, a in zip(model.section_names, sections)}
-    got = loaded.impute(every, [other], method="knn")
+    got = fusemap.impute(loaded, every, [other], method="knn")
     want = fusemap.impute(model, None, [other], method="knn")
     np.testing.assert_allclose(got.X, want.X, rtol=1e-5, atol=1e-6)

@@ -22,7 +22,8 @@ pytest.importorskip("rpy2", reason="rpy2 not installed (scripts/setup_r.sh insta
 from fusemap import datasets, io  # noqa: E402
 
 try:
-    io._r()
+    from fusemap.io.r_exchange import _r
+    _r()
 except ImportError as exc:  # R or SpatialExperiment missing
     pytest.skip(str(exc), allow_module_level=True)
 

@@ -26,7 +26,7 @@ import fusemap  # noqa: E402
 from fusemap import datasets  # noqa: E402
 from fusemap.cli import main  # noqa: E402
 from fusemap.errors import FuseMapInputError  # noqa: E402
-from fusemap.spatialdata_io import (add_imputed_table, save_spatialdata, sections_from_spatialdata,  # noqa: E402
+from fusemap.io.spatialdata import (add_imputed_table, save_spatialdata, sections_from_spatialdata,  # noqa: E402
                                     write_results)
 
 from conftest import require_data  # noqa: E402
@@ -327,7 +327,7 @@ def test_bad_spatialdata_input_is_named(store):
 
 def test_clusters_on_the_tissue(integrated, tmp_path):
     out, _ = integrated
-    from fusemap.plotting import tissue_clusters
+    from fusemap.pl import tissue_clusters
 
     sdata = sd.read_zarr(out / "starmap.zarr")
     fig = tissue_clusters(sdata, out=tmp_path / "tissue.png")

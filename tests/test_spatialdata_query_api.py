@@ -15,7 +15,7 @@ from spatialdata.models import ShapesModel, TableModel  # noqa: E402
 from spatialdata.transformations import Identity  # noqa: E402
 
 import fusemap  # noqa: E402
-from fusemap.spatialdata_io import sections_from_spatialdata  # noqa: E402
+from fusemap.io.spatialdata import sections_from_spatialdata  # noqa: E402
 
 from conftest import FAST  # noqa: E402
 

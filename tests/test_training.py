@@ -139,7 +139,26 @@ def test_load_checks_the_directory(sim_sections, tmp_path):
     sections = json.loads((path / "sections.json").read_text())
     sections["sections"][0]["genes"][0] = "NotAGene"
     (path / "sections.json").write_text(json.dumps(sections))
+    with pytest.raises(FuseMapModelError, match=r"\['sections.json'\] changed after the model was saved"):
+        FuseMap.load(path)
+    (path / "checksums.json").unlink()  # a directory without checksums still gets the field checks
     with pytest.raises(FuseMapModelError, match="absent from the vocabulary"):
+        FuseMap.load(path)
+
+
+def test_checksums_catch_reordered_genes_and_truncated_weights(sim_sections, tmp_path):
+    path = FuseMap(sim_sections, **FAST).save(tmp_path / "m")
+    original = (path / "genes.json").read_bytes()
+    meta = json.loads(original)
+    meta["genes"] = meta["genes"][::-1]  # the same genes, silently relabelled
+    (path / "genes.json").write_text(json.dumps(meta))
+    with pytest.raises(FuseMapModelError, match=r"\['genes.json'\] changed"):
+        FuseMap.load(path)
+    (path / "genes.json").write_bytes(original)
+    FuseMap.load(path)  # restored: loads again
+    weights = (path / "weights.pt").read_bytes()
+    (path / "weights.pt").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(FuseMapModelError, match="weights.pt"):
         FuseMap.load(path)
 
 

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import fusemap
 from fusemap import FuseMapInputError, FuseMapWarning
 from fusemap.config import make_config
-from fusemap.sections import as_sections
+from fusemap.io.sections import read_sections as as_sections
 from fusemap.validation import validate
 
 

@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 
 import fusemap
-from fusemap import datasets, plotting
+from fusemap import datasets
+from fusemap.pl import embedding as plotting
 
 # FUSEMAP_VIGNETTE_FAST=1 trains for 3 epochs only: used by the test suite to check that every
 # step still runs. Leave it unset for a real run.
@@ -176,7 +177,7 @@ show(fig, "training_history")
 # %% [markdown]
 # ## 4. UMAPs of both embeddings
 #
-# `fusemap.plotting` pools the sections, clusters the embedding (Leiden) and computes a UMAP. In
+# `fusemap.pl.integration_figures` pools the sections, clusters the embedding (Leiden) and computes a UMAP. In
 # the **cell embedding** the sections should overlap and cells should group by cell type; in the
 # **spatial embedding** cells group by cortical layer.
 

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 import fusemap
-from fusemap import datasets, plotting
+from fusemap import datasets
+from fusemap.pl import embedding as plotting
 
 FAST = os.environ.get("FUSEMAP_VIGNETTE_FAST") == "1"  # test suite: 3 epochs, 300 cells per section
 FIGURES = Path(os.environ.get("FUSEMAP_VIGNETTE_FIGURES", "vignettes/_build/figures")) / "03_map_and_transfer"

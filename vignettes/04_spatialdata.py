@@ -24,13 +24,13 @@
 #
 # | step | function | where the result goes |
 # |---|---|---|
-# | sections from tables | `fusemap.spatialdata_io.sections_from_spatialdata` | - |
+# | sections from tables | `fusemap.io.spatialdata.sections_from_spatialdata` | - |
 # | integrate | `fusemap.integrate` | `obsm["X_fusemap_cell"]`, `obsm["X_fusemap_spatial"]` of each table |
 # | map a new section | `fusemap.map_query` | the query's table |
 # | transfer labels | `fusemap.transfer_labels` | `obs["fusemap_<label>"]`, `obs["fusemap_<label>_uncertainty"]` |
 # | impute | `fusemap.impute` + `add_imputed_table` | a new table annotating the same cells |
-# | draw clusters | `fusemap.plotting.tissue_clusters` | the cells' shapes |
-# | save | `fusemap.spatialdata_io.save_spatialdata` | a copy of the store (only the tables rewritten) |
+# | draw clusters | `fusemap.pl.tissue_clusters` | the cells' shapes |
+# | save | `fusemap.io.spatialdata.save_spatialdata` | a copy of the store (only the tables rewritten) |
 #
 # We build a store from the three STARmap mPFC sections (tutorial 1): each section's cells become
 # circles of a shapes element, and each section gets **its own table with its own gene panel** (the
@@ -53,8 +53,9 @@ from spatialdata.models import ShapesModel, TableModel
 from spatialdata.transformations import Identity
 
 import fusemap
-from fusemap import datasets, plotting
-from fusemap.spatialdata_io import add_imputed_table, save_spatialdata, sections_from_spatialdata
+from fusemap import datasets
+from fusemap.pl import embedding as plotting
+from fusemap.io.spatialdata import add_imputed_table, save_spatialdata, sections_from_spatialdata
 
 warnings.filterwarnings("ignore", category=UserWarning)  # spatialdata's notes about table annotations
 FAST = os.environ.get("FUSEMAP_VIGNETTE_FAST") == "1"  # test suite: 3 epochs, 300 cells per section

@@ -19,6 +19,7 @@ CONFIG_FILE = "config.json"
 GENES_FILE = "genes.json"
 SECTIONS_FILE = "sections.json"
 HISTORY_FILE = "history.json"
+CHECKSUMS_FILE = "checksums.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FORMAT = "fusemap-model"
 MODEL_FORMAT_VERSION = 1

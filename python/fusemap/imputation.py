@@ -15,7 +15,6 @@ gene_chunk_size=2048, section_key=None, out=None, overwrite=False) -> anndata.An
     ``var['measured_in']`` (sections of the result that measured the gene) and
     ``uns['fusemap_imputation']``. With ``out=PATH.h5ad`` the matrix is streamed into that file
     block by block (never held in memory) and the file is returned opened in backed mode.
-    Also available as ``model.impute(data, genes, ...)``.
 
 Read-outs (DESIGN.md §2.5)
 --------------------------
@@ -72,7 +71,9 @@ from .errors import FuseMapInputError
 from .inference import cell_means, full_graph
 from .model import FuseMap, prepare_sections
 from .sampler import SectionData
-from .sections import SectionSet
+from .io.files import atomic_file
+from .io.sections import match_model_sections, read_sections
+from .io.sectionset import SectionSet
 from .vocabulary import GeneVocabulary
 
 METHODS = ("decoder", "product", "knn", "blend")
@@ -80,6 +81,9 @@ DEFAULT_METHOD = "knn"
 DEFAULT_NEIGHBORS = 50
 EXACT_KNN_MAX = 100_000
 IMPUTATION_UNS = "fusemap_imputation"
+
+IMPUTED_TABLE = "fusemap_imputed"
+"""Name of the table that :func:`impute_to_store` (``fusemap impute --out X.zarr``) adds to a store."""
 
 
 @dataclass
@@ -135,7 +139,6 @@ def resolve_targets(model: FuseMap, data: Any = None, section_key: str | None = 
             )
         return [Target(index[n], n, *attached[n]) for n in names]
 
-    from .mapping import match_model_sections, read_sections
 
     sections = match_model_sections(read_sections(data, section_key, argname="data"), model.section_names)
     unknown = [n for n in sections.names if n not in index]
@@ -409,12 +412,10 @@ def write_streamed(path: Path, obs: pd.DataFrame, var: pd.DataFrame, uns: dict, 
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     skeleton = ad.AnnData(obs=obs, var=var, uns=uns)
     if spatial is not None:
         skeleton.obsm[SPATIAL_KEY] = spatial
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         skeleton.write_h5ad(tmp)
         n, g = len(obs), len(var)
         with h5py.File(tmp, "a") as f:
@@ -426,9 +427,35 @@ def write_streamed(path: Path, obs: pd.DataFrame, var: pd.DataFrame, uns: dict, 
             dset.attrs["encoding-version"] = "0.2.0"
             for r0, r1, g0, g1, blk in blocks:
                 dset[r0:r1, g0:g1] = blk
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
     return path
+
+
+def impute_to_store(model: FuseMap, sections: SectionSet, genes: Any = None, *, out: str | os.PathLike | None,
+                    method: str = DEFAULT_METHOD, neighbors: int = DEFAULT_NEIGHBORS, chunk_size: int = 4096,
+                    overwrite: bool = False, table_name: str = IMPUTED_TABLE) -> Path:
+    """Impute into a new table annotating the sections' SpatialData elements, then save the store:
+    a copy at ``out``, or (``out=None``) the store the sections were read from, where only that
+    table is written.
+
+    The imputed matrix is held in memory (cells x genes); stream it into an ``.h5ad`` instead
+    (:func:`impute` with ``out=``) when it would not fit.
+    """
+    from .io.spatialdata import add_imputed_table, save_spatialdata
+
+    src = sections.source
+    if src is None:
+        raise FuseMapInputError("sections: imputing into a store needs sections read from a SpatialData store.")
+    if out is not None and Path(out).exists() and not overwrite:
+        raise FileExistsError(f"out={str(out)!r} already exists; pass overwrite=True or choose another path.")
+    result = impute(model, sections, genes, method=method, neighbors=neighbors, chunk_size=chunk_size)
+    x = np.asarray(result.X)
+    blocks, start = {}, 0
+    for name, adata in sections.items():  # the result's rows follow the sections' order
+        blocks[name] = x[start:start + adata.n_obs]
+        start += adata.n_obs
+    table = add_imputed_table(src.sdata, table_name, sections, blocks, genes=list(result.var_names), overwrite=True)
+    table.var["measured_in"] = result.var["measured_in"].to_numpy()
+    table.uns[IMPUTATION_UNS] = dict(result.uns[IMPUTATION_UNS])
+    if out is None:
+        return save_spatialdata(src.sdata, src.path, tables=[table_name], in_place=True)
+    return save_spatialdata(src.sdata, out, tables=[table_name], overwrite=overwrite)

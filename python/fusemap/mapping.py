@@ -2,10 +2,10 @@
 
 Public API
 ----------
-``map_query(model_or_dir, query, section_key=None, *, reference=None, spatial_key="spatial",
+``map_query(model_or_dir, query, section_key=None, *, reference=None, spatial_key=None,
 checkpoint_dir=None, resume=True, write=True, **overrides) -> FuseMap``
     ``model_or_dir``: a trained :class:`~fusemap.FuseMap` or the directory of a saved one;
-    ``query``: new sections in any form :func:`fusemap.sections.as_sections` accepts (AnnData,
+    ``query``: new sections in any form :func:`fusemap.io.read_sections` accepts (AnnData,
     list/dict of AnnData, ``.h5ad`` path(s) or folder; ``section_key`` splits one AnnData);
     ``reference``: the reference sections' data (AnnData(s), files or folders), needed when the
     model has none attached; for a model directory ``DIR/model`` the default is ``DIR/sections``
@@ -14,7 +14,7 @@ checkpoint_dir=None, resume=True, write=True, **overrides) -> FuseMap``
     preprocessing are fixed by the reference. Returns the mapped model (reference + query
     sections, extended gene vocabulary) and, with ``write``, puts ``obsm['X_fusemap_cell']``,
     ``obsm['X_fusemap_spatial']``, ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']`` into
-    the query AnnData objects. Also available as ``model.map_query(query, ...)``.
+    the query AnnData objects.
 
 How (DESIGN.md §2.9): the reference module is copied; new encoders (and graph autoencoders and
 decoder gene offsets) are appended for the query sections and a new block of gene-embedding
@@ -37,14 +37,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 
-from ._constants import CELL_EMBEDDING, GENE_EMBEDDING_VARM, RUN_RECORD, SPATIAL_EMBEDDING, SPATIAL_KEY
+from ._constants import SPATIAL_KEY
 from .config import TrainConfig
 from .errors import FuseMapInputError, FuseMapModelError, FuseMapWarning
 from .inference import embed_section
+from .io.results import put_embeddings
+from .io.sections import match_model_sections, read_sections
+from .io.sectionset import SectionSet
 from .model import FuseMap, SectionEmbedding, prepare_sections, resolve_device, seeded
-from .sections import SectionSet, as_sections
 from .training import FixedSections, Trainer
 from .validation import validate
 
@@ -56,39 +57,6 @@ settings belong to the reference and are stored once for the whole mapped model.
 
 FEW_SHARED_GENES = 10
 """Below this many genes shared with the reference, a query is mapped but a warning is given."""
-
-
-# -- naming sections after the model ----------------------------------------------------------------
-def _safe(name: str) -> str:
-    from .cli import safe_filename
-
-    return safe_filename(name)
-
-
-def match_model_sections(sections: SectionSet, model_names: Sequence[str]) -> SectionSet:
-    """Rename sections to the model's names where they only differ by file-name spelling.
-
-    Files written by ``fusemap integrate`` are named ``safe_filename(section)``; a section read
-    from such a file is renamed back to the model's section name when that match is unambiguous.
-    """
-    known = set(model_names)
-    by_safe: dict[str, list[str]] = {}
-    for n in model_names:
-        by_safe.setdefault(_safe(n), []).append(n)
-    names = []
-    for n in sections.names:
-        if n not in known and len(by_safe.get(_safe(n), [])) == 1:
-            n = by_safe[_safe(n)][0]
-        names.append(n)
-    return dataclasses.replace(sections, names=names)
-
-
-def read_sections(data: Any, section_key: str | None = None, argname: str = "data") -> SectionSet:
-    """:func:`as_sections`, also accepting a list that mixes ``.h5ad`` files and folders of them."""
-    if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
-        parts = [as_sections(d, section_key, argname=argname) for d in data]
-        return SectionSet([n for s in parts for n in s.names], [a for s in parts for a in s.adatas])
-    return as_sections(data, section_key, argname=argname)
 
 
 # -- the reference ------------------------------------------------------------------------------------
@@ -108,10 +76,13 @@ def _reference_model(model_or_dir: Any, reference: Any, spatial_key: str, device
         path = Path(model_or_dir)
         ref = FuseMap.load(path, device=device, spatial_key=spatial_key)
         where = f"model {str(path)!r} was given as a directory"
-        if reference is None:
+        if reference is None:  # the layout `fusemap integrate` writes: DIR/model beside DIR/sections
             sibling = path.parent / "sections"
+            stores = sorted(p for p in path.parent.glob("*.zarr") if p.is_dir())
             if sibling.is_dir():
                 reference = sibling
+            elif len(stores) == 1:  # integrated from a SpatialData store: its copy with the results
+                reference = stores[0]
     else:
         raise FuseMapInputError(
             f"model_or_dir: expected a trained FuseMap or the directory of a saved model; found "
@@ -186,13 +157,14 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list
 
 # -- mapping --------------------------------------------------------------------------------------------
 def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, reference: Any = None,
-              spatial_key: str = SPATIAL_KEY, checkpoint_dir: str | os.PathLike | None = None,
+              spatial_key: str | None = None, checkpoint_dir: str | os.PathLike | None = None,
               resume: bool = True, write: bool = True, **overrides: Any) -> FuseMap:
     """Map ``query`` sections onto a trained reference; see the module docstring."""
     _check_overrides(overrides)
     ref = _reference_model(model_or_dir, reference, spatial_key, overrides.get("device"))
+    spatial_key = ref.spatial_key if spatial_key is None else spatial_key
     cfg = ref.config.with_overrides(**overrides)
-    qsec = as_sections(query, section_key, argname="query")
+    qsec = read_sections(query, section_key, argname="query")
     issued = _check_query(ref, qsec, cfg, spatial_key)
     device = resolve_device(cfg.train.device)
 
@@ -220,27 +192,17 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
             for p in frozen:
                 p.requires_grad_(True)
 
-    mapped = FuseMap.__new__(FuseMap)
-    mapped.config = cfg
-    mapped.spatial_key = spatial_key
-    mapped.vocabulary = vocab
-    mapped.section_names = list(ref.section_names) + list(qsec.names)
-    mapped.section_info = ([{**i, "role": i.get("role", "reference")} for i in ref.section_info]
-                           + qinfo)
-    mapped.sections = SectionSet(mapped.section_names, list(ref.sections.adatas) + list(qsec.adatas))
-    mapped.data = list(ref.data) + qdata
-    mapped.warnings = issued
-    mapped.adversarial = ref.adversarial
-    mapped.device = device
-    mapped.module = core
-    mapped.history = [{"stage": "map_query", **h} for h in history]
-    mapped.train_state = trainer.state
-    mapped.model_dir = None
     # reference embeddings are unchanged by construction; only the query's are computed
     embs = {n: ref_emb[n] for n in ref.section_names}
     for idx, d in zip(new_ids, qdata):
         embs[d.name] = SectionEmbedding(*embed_section(core, idx, d, device))
-    mapped._embeddings = embs
+    mapped = FuseMap.__new__(FuseMap)._set(
+        config=cfg, setup={**ref.setup, "spatial_key": spatial_key}, vocabulary=vocab,
+        section_info=[{**i, "role": i.get("role", "reference")} for i in ref.section_info] + qinfo,
+        module=core, device=device, adversarial=ref.adversarial,
+        sections=SectionSet(list(ref.section_names) + list(qsec.names), list(ref.sections.adatas) + list(qsec.adatas)),
+        data=list(ref.data) + qdata, warnings=issued, history=[{"stage": "map_query", **h} for h in history],
+        train_state=trainer.state, embeddings=embs)
     log.info("mapped %d query section(s) onto %d reference section(s); %d new gene(s)",
              len(qdata), len(ref.section_names), len(vocab) - len(ref.vocabulary))
     if write:
@@ -249,27 +211,10 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
 
 
 def write_query(mapped: FuseMap, query: SectionSet) -> None:
-    """Write embeddings, gene embedding and run record into the query AnnData objects only."""
+    """Write embeddings, gene embedding and run record into the query sections only."""
     embs = mapped.embeddings()
-    genes = mapped.gene_embedding().to_numpy()
-    record = mapped.run_record()
-    for name, adata in query.items():
-        adata.obsm[CELL_EMBEDDING] = embs[name].cell
-        adata.obsm[SPATIAL_EMBEDDING] = embs[name].spatial
-        adata.varm[GENE_EMBEDDING_VARM] = genes[mapped.vocabulary.index_of(map(str, adata.var_names))]
-        adata.uns[RUN_RECORD] = record
-    parent = query.parent
-    if parent is not None:
-        k = mapped.config.model.n_latent
-        for key, attr in ((CELL_EMBEDDING, "cell"), (SPATIAL_EMBEDDING, "spatial")):
-            full = np.zeros((parent.n_obs, k), dtype=np.float32)
-            for name, rows in zip(query.names, query.parent_rows):
-                full[rows] = getattr(embs[name], attr)
-            parent.obsm[key] = full
-        parent.varm[GENE_EMBEDDING_VARM] = genes[mapped.vocabulary.index_of(map(str, parent.var_names))]
-        parent.uns[RUN_RECORD] = record
-    if query.source is not None:  # a SpatialData object: into its table(s), as integrate does
-        query.source.write_back(query)
+    put_embeddings(query, {n: (embs[n].cell, embs[n].spatial) for n in query.names},
+                   mapped.gene_embedding().to_numpy(), mapped.vocabulary.index_of, mapped.run_record())
 
 
 def query_section_names(model: FuseMap) -> list[str]:

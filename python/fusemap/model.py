@@ -1,17 +1,22 @@
 """The user-facing model: set up from sections, train, read out embeddings, save and load.
 
 Model methods return values; only :meth:`FuseMap.write` (and the convenience function
-:func:`fusemap.integrate`) put results into AnnData objects.
+:func:`fusemap.integrate`) put results into AnnData objects. Mapping new sections and imputing
+genes are functions over a model (:func:`fusemap.map_query`, :func:`fusemap.impute`), one level up.
+
+A model is set up once from its sections (``spatial_key``, ``section_key``, ``layer``,
+``normalized``, ``gene_case``); that setup is saved with it and used again by :meth:`FuseMap.load`,
+so loading never asks for it. A saved directory carries a checksum of each of its files, checked
+on load, so a truncated or edited file is reported instead of silently changing results.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,19 +28,21 @@ import scipy.sparse as sp
 import torch
 
 from . import __version__
-from ._constants import (CELL_EMBEDDING, CONFIG_FILE, GENE_EMBEDDING_VARM, GENES_FILE, GRAPH_CONNECTIVITIES,
-                         GRAPH_DISTANCES, HISTORY_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, RUN_RECORD,
-                         SECTIONS_FILE, SPATIAL_EMBEDDING, SPATIAL_KEY, WEIGHTS_FILE)
+from ._constants import (CELL_EMBEDDING, CHECKSUMS_FILE, CONFIG_FILE, GENES_FILE, GRAPH_CONNECTIVITIES,
+                         GRAPH_DISTANCES, HISTORY_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, SECTIONS_FILE,
+                         SPATIAL_EMBEDDING, SPATIAL_KEY, WEIGHTS_FILE)
 from .config import FuseMapConfig, make_config
 from .distributed import rank_device
-from ._atomic import replace_dir
 from .errors import FuseMapInputError, FuseMapModelError
 from .graph import adjacency, ensure_graph, gcn_normalize, graph_summary
 from .inference import embed_section
 from .module import FuseMapModule
-from .backed import preprocess_matrix, select_columns
+from .io.backed import preprocess_matrix, select_columns
+from .io.files import atomic_dir, is_model_dir, write_json
+from .io.results import put_embeddings
+from .io.sections import read_sections
+from .io.sectionset import SectionSet
 from .sampler import SectionData
-from .sections import SectionSet, as_sections
 from .training import Trainer, TrainState
 from .validation import expression_matrix, validate
 from .vocabulary import GeneVocabulary
@@ -149,25 +156,50 @@ class FuseMap:
 
     def __init__(self, data: Any, section_key: str | None = None, config: FuseMapConfig | dict | None = None,
                  *, spatial_key: str = SPATIAL_KEY, **overrides: Any):
-        self.config = make_config(config, **overrides)
-        self.spatial_key = spatial_key
-        self.sections = as_sections(data, section_key)
-        self.warnings = validate(self.sections, self.config, spatial_key=spatial_key)
-        self.vocabulary = GeneVocabulary.from_panels(
-            [list(map(str, a.var_names)) for a in self.sections.adatas], self.config.preprocess.gene_case)
-        self.section_names = list(self.sections.names)
-        self.adversarial = bool(self.config.train.adversarial and len(self.section_names) > 1)
-        self.device = resolve_device(self.config.train.device)
-        self.data, self.section_info = prepare_sections(self.sections, self.vocabulary, self.config, spatial_key)
-        for info in self.section_info:  # sections trained together; map_query adds role 'query'
-            info["role"] = "reference"
-        with seeded(self.config.train.seed, self.device):
-            self.module = FuseMapModule([d.genes for d in self.data], len(self.vocabulary),
-                                        len(self.section_names), self.config.model).to(self.device)
-        self.history: list[dict] = []
-        self.train_state: TrainState | None = None
-        self.model_dir: str | None = None
-        self._embeddings: dict[str, SectionEmbedding] | None = None
+        config = make_config(config, **overrides)
+        sections = read_sections(data, section_key)
+        issued = validate(sections, config, spatial_key=spatial_key)
+        vocabulary = GeneVocabulary.from_panels([list(map(str, a.var_names)) for a in sections.adatas],
+                                                config.preprocess.gene_case)
+        device = resolve_device(config.train.device)
+        data_, info = prepare_sections(sections, vocabulary, config, spatial_key)
+        for i in info:  # sections trained together; map_query adds role 'query'
+            i["role"] = "reference"
+        with seeded(config.train.seed, device):
+            module = FuseMapModule([d.genes for d in data_], len(vocabulary), len(sections.names),
+                                   config.model).to(device)
+        self._set(config=config, setup={"spatial_key": spatial_key, "section_key": section_key},
+                  vocabulary=vocabulary, section_info=info, module=module, device=device,
+                  adversarial=bool(config.train.adversarial and len(sections.names) > 1),
+                  sections=sections, data=data_, warnings=issued)
+
+    def _set(self, *, config: FuseMapConfig, setup: dict, vocabulary: GeneVocabulary, section_info: list[dict],
+             module: FuseMapModule, device: torch.device, adversarial: bool, sections: SectionSet | None = None,
+             data: Sequence[SectionData] = (), warnings: Sequence[str] = (), history: Sequence[dict] = (),
+             train_state: TrainState | None = None, model_dir: str | None = None,
+             embeddings: dict[str, "SectionEmbedding"] | None = None) -> "FuseMap":
+        """The one place a model's state is set: by fitting (``__init__``), :meth:`load` and
+        :func:`fusemap.map_query` alike."""
+        self.config = config
+        self.setup = dict(setup)
+        self.vocabulary = vocabulary
+        self.section_info = list(section_info)
+        self.section_names = [s["name"] for s in self.section_info]
+        self.module = module
+        self.device = device
+        self.adversarial = adversarial
+        self.sections = sections if sections is not None else SectionSet([], [])
+        self.data = list(data)
+        self.warnings = list(warnings)
+        self.history = list(history)
+        self.train_state = train_state
+        self.model_dir = model_dir
+        self._embeddings = embeddings
+        return self
+
+    @property
+    def spatial_key(self) -> str:
+        return self.setup["spatial_key"]
 
     # -- training -------------------------------------------------------------------------------
     def train(self, checkpoint_dir: str | os.PathLike | None = None, resume: bool = True) -> "FuseMap":
@@ -240,35 +272,18 @@ class FuseMap:
         """Write both embeddings into ``obsm`` (and the run record into ``uns``) of the input objects.
 
         Sections read from a SpatialData object also get the results in their annotating tables
-        (in memory; see :mod:`fusemap.spatialdata_io` for saving the store)."""
+        (in memory; :func:`fusemap.io.spatialdata.save_spatialdata` saves the store)."""
         embs = self.embeddings()
-        genes = self.gene_embedding()
-        record = self.run_record()
-        for d, adata in zip(self.data, self.sections.adatas):
-            e = embs[d.name]
-            adata.obsm[CELL_EMBEDDING] = e.cell
-            adata.obsm[SPATIAL_EMBEDDING] = e.spatial
-            pos = self.vocabulary.index_of(map(str, adata.var_names))
-            adata.varm[GENE_EMBEDDING_VARM] = genes.to_numpy()[pos]
-            adata.uns[RUN_RECORD] = record
-        parent = self.sections.parent
-        if parent is not None:
-            for key, attr in ((CELL_EMBEDDING, "cell"), (SPATIAL_EMBEDDING, "spatial")):
-                full = np.zeros((parent.n_obs, self.config.model.n_latent), dtype=np.float32)
-                for name, rows in zip(self.section_names, self.sections.parent_rows):
-                    full[rows] = getattr(embs[name], attr)
-                parent.obsm[key] = full
-            parent.varm[GENE_EMBEDDING_VARM] = genes.to_numpy()[self.vocabulary.index_of(map(str, parent.var_names))]
-            parent.uns[RUN_RECORD] = record
-        if self.sections.source is not None:  # e.g. the annotating tables of a SpatialData object
-            self.sections.source.write_back(self.sections)
+        put_embeddings(self.sections, {n: (e.cell, e.spatial) for n, e in embs.items()},
+                       self.gene_embedding().to_numpy(), self.vocabulary.index_of, self.run_record())
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Save weights (loadable with ``torch.load(weights_only=True)``) and JSON metadata.
+        """Save weights (loadable with ``torch.load(weights_only=True)``), JSON metadata and checksums.
 
         Written to a temporary directory beside ``path`` and renamed into place, so a failed save
-        never leaves a half-written model, and an existing model is replaced only with ``overwrite``.
+        never leaves a half-written model; an existing model is replaced only with ``overwrite``,
+        and a folder that is not a saved model never is.
         """
         path = Path(path)
         if path.exists() and not overwrite:
@@ -276,26 +291,24 @@ class FuseMap:
                 f"path={str(path)!r} already exists; pass overwrite=True to replace it or choose "
                 "another directory."
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        if path.exists() and not is_model_dir(path):
+            raise FuseMapInputError(
+                f"path={str(path)!r} exists and is not a saved fusemap model; overwrite=True only replaces "
+                "a model. Choose another directory."
+            )
+        with atomic_dir(path) as tmp:
             self.model_dir = str(path)
             torch.save({k: v.detach().cpu() for k, v in self.module.state_dict().items()}, tmp / WEIGHTS_FILE)
-            _write_json(tmp / CONFIG_FILE, {
+            write_json(tmp / CONFIG_FILE, {
                 "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-                "fusemap_version": __version__, "config": self.config.to_dict(),
+                "fusemap_version": __version__, "config": self.config.to_dict(), "setup": self.setup,
                 "adversarial": self.adversarial, "n_disc_classes": self._n_disc_classes(),
                 "train_state": None if self.train_state is None else self.train_state.__dict__,
             })
-            _write_json(tmp / GENES_FILE, {"gene_case": self.vocabulary.gene_case,
-                                           "genes": self.vocabulary.names})
-            _write_json(tmp / SECTIONS_FILE, {"sections": self.section_info})
-            _write_json(tmp / HISTORY_FILE, self.history)
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_json(tmp / GENES_FILE, {"gene_case": self.vocabulary.gene_case, "genes": self.vocabulary.names})
+            write_json(tmp / SECTIONS_FILE, {"sections": self.section_info})
+            write_json(tmp / HISTORY_FILE, self.history)
+            write_json(tmp / CHECKSUMS_FILE, {f: _sha256(tmp / f) for f in MODEL_FILES})
         return path
 
     def _n_disc_classes(self) -> int:
@@ -303,44 +316,42 @@ class FuseMap:
 
     @classmethod
     def load(cls, path: str | os.PathLike, data: Any = None, section_key: str | None = None, *,
-             device: str | None = None, spatial_key: str = SPATIAL_KEY) -> "FuseMap":
-        """Load a saved model; with ``data`` (the same sections), embeddings can be recomputed."""
+             device: str | None = None, spatial_key: str | None = None) -> "FuseMap":
+        """Load a saved model; with ``data`` (the same sections), embeddings can be recomputed.
+
+        ``section_key`` and ``spatial_key`` default to those the model was set up with."""
         meta = read_model_dir(path)
         cfg = make_config(meta["config"]["config"])
         if device is not None:
             cfg = cfg.with_overrides(device=device)
-        self = cls.__new__(cls)
-        self.config = cfg
-        self.spatial_key = spatial_key
-        self.vocabulary = GeneVocabulary(meta["genes"]["genes"], meta["genes"]["gene_case"])
-        self.section_info = meta["sections"]["sections"]
-        self.section_names = [s["name"] for s in self.section_info]
-        self.adversarial = bool(meta["config"]["adversarial"])
-        self.device = resolve_device(cfg.train.device)
-        panels = [self.vocabulary.index_of(s["genes"]) for s in self.section_info]
-        self.module = FuseMapModule(panels, len(self.vocabulary), meta["config"]["n_disc_classes"], cfg.model,
-                                    gene_blocks=_gene_blocks(meta["weights"], len(self.vocabulary), path))
+        setup = {"spatial_key": SPATIAL_KEY, "section_key": None, **(meta["config"].get("setup") or {})}
+        if spatial_key is not None:
+            setup["spatial_key"] = spatial_key
+        vocabulary = GeneVocabulary(meta["genes"]["genes"], meta["genes"]["gene_case"])
+        section_info = meta["sections"]["sections"]
+        panels = [vocabulary.index_of(s["genes"]) for s in section_info]
+        module = FuseMapModule(panels, len(vocabulary), meta["config"]["n_disc_classes"], cfg.model,
+                               gene_blocks=_gene_blocks(meta["weights"], len(vocabulary), path))
         try:
-            self.module.load_state_dict(meta["weights"])
+            module.load_state_dict(meta["weights"])
         except RuntimeError as exc:
             raise FuseMapModelError(
                 f"weights in {str(Path(path) / WEIGHTS_FILE)!r} do not fit the saved configuration and "
                 f"gene/section lists ({exc}). The model directory is inconsistent; re-save the model."
             ) from exc
-        self.module.to(self.device)
-        self.history = meta["history"]
+        device_ = resolve_device(cfg.train.device)
         ts = meta["config"].get("train_state")
-        self.train_state = TrainState(**ts) if ts else None
-        self.model_dir = str(path)
-        self.sections, self.data, self.warnings = SectionSet([], []), [], []
-        self._embeddings = None
+        self = cls.__new__(cls)._set(
+            config=cfg, setup=setup, vocabulary=vocabulary, section_info=section_info,
+            module=module.to(device_), device=device_, adversarial=bool(meta["config"]["adversarial"]),
+            history=meta["history"], train_state=TrainState(**ts) if ts else None, model_dir=str(path))
         if data is not None:
             self.attach(data, section_key)
         return self
 
     def attach(self, data: Any, section_key: str | None = None) -> "FuseMap":
         """Attach the data of the model's own sections (e.g. after loading) to embed or impute."""
-        sections = as_sections(data, section_key)
+        sections = read_sections(data, self.setup.get("section_key") if section_key is None else section_key)
         self.warnings = validate(sections, self.config, spatial_key=self.spatial_key)
         known = {n: i for i, n in enumerate(self.section_names)}
         unknown = [n for n in sections.names if n not in known]
@@ -352,7 +363,7 @@ class FuseMap:
                 "sections with map_query."
             )
         order = [sections.names.index(n) for n in self.section_names]
-        sections = _reorder(sections, order)
+        sections = sections.subset(order)
         panels = [s["genes"] for s in self.section_info]
         case = self.vocabulary.gene_case
         for (name, adata), panel in zip(sections.items(), panels):
@@ -370,18 +381,6 @@ class FuseMap:
         self._embeddings = None
         return self
 
-    def map_query(self, query: Any, section_key: str | None = None, **kwargs: Any) -> "FuseMap":
-        """Map new sections onto this trained model; see :func:`fusemap.map_query`."""
-        from .mapping import map_query
-
-        return map_query(self, query, section_key, **kwargs)
-
-    def impute(self, data: Any = None, genes: Any = None, **kwargs: Any) -> ad.AnnData:
-        """Imputed expression (cells x genes); see :func:`fusemap.impute`."""
-        from .imputation import impute
-
-        return impute(self, data, genes, **kwargs)
-
     def _require_data(self, what: str) -> None:
         if not self.data:
             raise FuseMapInputError(
@@ -393,13 +392,6 @@ class FuseMap:
         state = "trained" if self.is_trained else "untrained"
         return (f"FuseMap({state}; {len(self.section_names)} sections, {len(self.vocabulary)} genes, "
                 f"k={self.config.model.n_latent}, spatial_mode={self.config.model.spatial_mode!r})")
-
-
-def _reorder(sections: SectionSet, order: list[int]) -> SectionSet:
-    return SectionSet([sections.names[i] for i in order], [sections.adatas[i] for i in order],
-                      parent=sections.parent,
-                      parent_rows=[sections.parent_rows[i] for i in order] if sections.parent_rows else [],
-                      section_key=sections.section_key, source=sections.source)
 
 
 def _gene_blocks(weights: dict, n_genes: int, path) -> list[int]:
@@ -414,23 +406,40 @@ def _gene_blocks(weights: dict, n_genes: int, path) -> list[int]:
     return blocks
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as fh:
-        json.dump(obj, fh, indent=1, default=_json_default)
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, GENES_FILE, SECTIONS_FILE, HISTORY_FILE)
+"""The files of a saved model that :data:`CHECKSUMS_FILE` covers."""
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def read_model_dir(path: str | os.PathLike) -> dict:
-    """Read and check a saved model directory; clear errors for anything missing or malformed."""
+def _check_checksums(path: Path) -> None:
+    """Compare each file with the checksum written at save (models saved before 0.x have none)."""
+    f = path / CHECKSUMS_FILE
+    if not f.exists():
+        return
+    try:
+        sums = json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise FuseMapModelError(f"{str(f)!r} is not valid JSON ({exc}); the model directory is damaged.") from exc
+    changed = [name for name, digest in sums.items() if (path / name).exists() and _sha256(path / name) != digest]
+    if changed:
+        raise FuseMapModelError(
+            f"model={str(path)!r}: {changed} changed after the model was saved (checksum differs): "
+            "truncated, or edited by hand. Edits such as reordering genes.json would silently relabel "
+            "results; restore the directory from the run that wrote it, or train again."
+        )
+
+
+def read_model_dir(path: str | os.PathLike, weights: bool = True) -> dict:
+    """Read and check a saved model directory; clear errors for anything missing or malformed.
+
+    ``weights=False`` reads the metadata only (what a command checks before any work)."""
     path = Path(path)
     if not path.is_dir():
         raise FuseMapModelError(
@@ -444,12 +453,33 @@ def read_model_dir(path: str | os.PathLike) -> dict:
             f"model={str(path)!r} is not a fusemap model directory: {missing} missing (a model holds "
             f"{needed}). Pass the directory written by model.save() or `fusemap integrate` (DIR/model)."
         )
+    _check_checksums(path)
     out = {}
     for key, fname in (("config", CONFIG_FILE), ("genes", GENES_FILE), ("sections", SECTIONS_FILE)):
         try:
             out[key] = json.loads((path / fname).read_text())
         except json.JSONDecodeError as exc:
             raise FuseMapModelError(f"{str(path / fname)!r} is not valid JSON ({exc}).") from exc
+    try:
+        _check_fields(path, out)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise FuseMapModelError(
+            f"model={str(path)!r}: a metadata file lacks the entry {exc} or has it in the wrong form; the "
+            "model directory is damaged. Restore it from the run that wrote it, or train again."
+        ) from exc
+    try:
+        out["weights"] = None if not weights else torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, zip errors ...
+        raise FuseMapModelError(
+            f"{str(path / WEIGHTS_FILE)!r} cannot be read ({type(exc).__name__}: {exc}); the file is truncated "
+            "or not a fusemap weights file. Restore the model directory, or train again."
+        ) from exc
+    hist = path / HISTORY_FILE
+    out["history"] = json.loads(hist.read_text()) if hist.exists() else []
+    return out
+
+
+def _check_fields(path: Path, out: dict) -> None:
     if out["config"].get("format") != MODEL_FORMAT:
         raise FuseMapModelError(f"{str(path / CONFIG_FILE)!r} does not describe a fusemap model.")
     if out["config"].get("format_version", 0) > MODEL_FORMAT_VERSION:
@@ -468,7 +498,5 @@ def read_model_dir(path: str | os.PathLike) -> dict:
                 f"{str(path / SECTIONS_FILE)!r}: section {s['name']!r} uses genes absent from the "
                 f"vocabulary ({bad[:5]}); the model directory is inconsistent."
             )
-    out["weights"] = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    hist = path / HISTORY_FILE
-    out["history"] = json.loads(hist.read_text()) if hist.exists() else []
-    return out
+    for key in ("config", "n_disc_classes", "adversarial"):
+        out["config"][key]

@@ -7,7 +7,7 @@ Memory: the input is copied once into a float32 CSR matrix and every later step 
 copy's values in place, a bounded number of stored entries at a time (``CHUNK_NNZ``); statistics
 are accumulated in float64. Peak memory is therefore the input plus one float32 copy, linear in
 the stored entries, and no dense cells x genes matrix is ever made (dense input is converted
-to CSR a block of rows at a time). :mod:`fusemap.backed` runs the same per-chunk steps on
+to CSR a block of rows at a time). :mod:`fusemap.io.backed` runs the same per-chunk steps on
 sections read from disk.
 """
 
@@ -30,7 +30,7 @@ class PreprocessStats:
     n_empty_cells: int
 
 
-# -- building blocks (shared with fusemap.backed) ---------------------------------------------------
+# -- building blocks (shared with fusemap.io.backed) ---------------------------------------------------
 def row_chunks(indptr: np.ndarray, chunk_nnz: int = CHUNK_NNZ) -> Iterator[tuple[int, int]]:
     """Consecutive row ranges ``[r0, r1)`` holding about ``chunk_nnz`` stored entries each."""
     n = len(indptr) - 1

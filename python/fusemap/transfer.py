@@ -44,7 +44,8 @@ import pandas as pd
 
 from ._constants import CELL_EMBEDDING, SECTION_COLUMN, SPATIAL_EMBEDDING
 from .errors import FuseMapInputError, FuseMapWarning
-from .sections import SectionSet
+from .io.sections import read_sections
+from .io.sectionset import SectionSet
 
 EMBEDDINGS = {"cell": CELL_EMBEDDING, "spatial": SPATIAL_EMBEDDING}
 METHODS = ("mlp", "knn", "ensemble")
@@ -95,7 +96,6 @@ class TransferResult:
 
 # -- inputs ---------------------------------------------------------------------------------------------
 def _sections(data: Any, argname: str) -> SectionSet:
-    from .mapping import read_sections
 
     return read_sections(data, argname=argname)
 

@@ -15,7 +15,8 @@ import scipy.sparse as sp
 from ._constants import SPATIAL_KEY
 from .config import FuseMapConfig
 from .errors import FuseMapInputError, FuseMapWarning
-from .sections import SectionSet
+from .io.backed import is_out_of_core, iter_row_blocks
+from .io.sectionset import SectionSet
 from .vocabulary import gene_key
 
 MIN_CELLS = 10
@@ -45,9 +46,19 @@ def _values(m) -> np.ndarray:
     return np.asarray(m).ravel()
 
 
-def check_counts(m, where: str, normalized: bool) -> list[str]:
-    from .backed import check_counts_chunked, is_out_of_core
+def check_counts_chunked(m, where: str, normalized: bool, chunk_rows: int | None = None) -> list[str]:
+    """Input checks of :func:`check_counts`, a block of rows at a time.
 
+    Stops at the first block with a problem and names its rows (fix those, then run again).
+    """
+    for start, block in iter_row_blocks(m, chunk_rows):
+        problems = check_counts(block, f"{where} rows {start}-{start + block.shape[0] - 1}", normalized)
+        if problems:
+            return problems
+    return []
+
+
+def check_counts(m, where: str, normalized: bool) -> list[str]:
     if is_out_of_core(m):  # on disk: check a block of rows at a time
         return check_counts_chunked(m, where, normalized)
     problems = []

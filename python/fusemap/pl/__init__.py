@@ -1,29 +1,18 @@
-"""Figures of the analyses in :mod:`fusemap.tl` (matplotlib; every function returns the Figure and
-writes it when given ``save=``). Submodules are imported on first use.
+"""Figures (matplotlib): every function returns the Figure and writes it when given ``save=``.
+
+- :func:`integration_figures`, :func:`tissue_clusters`: UMAPs of both embeddings, and clusters on
+  the tissue (on the cells' own shapes for a SpatialData object).
+- Figures of the analyses in :mod:`fusemap.tl`: regions, nomenclature correspondence, gene
+  modules and panels, cell proximity, imputation checks.
 """
 
-from __future__ import annotations
+from .embedding import integration_figures, tissue_clusters
+from .imputation_check import imputation_check_boxplot
+from .nomenclature import correspondence_heatmap
+from .panels import gene_modules_umap, panel_accuracy
+from .proximity import proximity_heatmap, proximity_summary
+from .regions import region_markers_heatmap, regions_spatial
 
-import importlib
-
-_WHERE = {
-    "regions_spatial": "regions", "region_markers_heatmap": "regions",
-    "correspondence_heatmap": "nomenclature",
-    "gene_modules_umap": "panels", "panel_accuracy": "panels",
-    "proximity_heatmap": "proximity", "proximity_summary": "proximity",
-    "imputation_check_boxplot": "imputation_check",
-}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'fusemap.pl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__all__ = ["correspondence_heatmap", "gene_modules_umap", "imputation_check_boxplot", "integration_figures",
+           "panel_accuracy", "proximity_heatmap", "proximity_summary", "region_markers_heatmap", "regions_spatial",
+           "tissue_clusters"]

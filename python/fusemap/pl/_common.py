@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
+from ..io.files import atomic_file
 
 
 def finish(fig: plt.Figure, save: str | os.PathLike | None, dpi: int = 120) -> plt.Figure:
@@ -16,10 +15,8 @@ def finish(fig: plt.Figure, save: str | os.PathLike | None, dpi: int = 120) -> p
     fig.tight_layout()
     if save is not None:
         path = Path(save)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_file(path, path.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     return fig
 
 

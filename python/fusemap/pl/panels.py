@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..plotting import scatter_categories
+from .embedding import scatter_categories
 from ..tl._inputs import gene_embedding as as_gene_embedding
 from ._common import finish, plt
 

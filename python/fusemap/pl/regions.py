@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._constants import SECTION_COLUMN, SPATIAL_KEY
-from ..plotting import spatial_figure
+from .embedding import spatial_figure
 from ..tl._inputs import pooled
 from ..tl.regions import REGION_KEY
 from ._common import finish, plt

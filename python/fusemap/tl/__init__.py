@@ -8,36 +8,19 @@
 - :func:`cell_proximity`: cell-type pairs closer than chance within regions.
 - :func:`check_imputation`: measured vs imputed expression of two aligned sections on a grid.
 
-Submodules are imported on first use, so ``import fusemap`` stays as fast as it was.
+``import fusemap`` does not import this package; heavy libraries load inside the functions.
 """
 
-from __future__ import annotations
+from ._inputs import gene_embedding
+from .imputation_check import check_imputation
+from .imputation_check import summarize as summarize_imputation_check
+from .nomenclature import Correspondence, harmonize_nomenclatures
+from .panels import compare_panels, evaluate_panel, gene_modules, hvg_panel, random_panel, select_panel, variability
+from .proximity import ProximityResult, benjamini_hochberg, cell_proximity
+from .regions import REGION_KEY, find_regions, leiden, leiden_n_clusters, region_composition, region_markers
 
-import importlib
-
-_WHERE = {
-    "find_regions": "regions", "region_markers": "regions", "region_composition": "regions",
-    "leiden": "regions", "leiden_n_clusters": "regions", "REGION_KEY": "regions",
-    "harmonize_nomenclatures": "nomenclature", "Correspondence": "nomenclature",
-    "gene_modules": "panels", "select_panel": "panels", "hvg_panel": "panels", "random_panel": "panels",
-    "evaluate_panel": "panels", "compare_panels": "panels", "variability": "panels",
-    "cell_proximity": "proximity", "ProximityResult": "proximity", "benjamini_hochberg": "proximity",
-    "check_imputation": "imputation_check", "summarize_imputation_check": "imputation_check",
-    "gene_embedding": "_inputs",
-}
-_RENAMED = {"summarize_imputation_check": "summarize"}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'fusemap.tl' has no attribute {name!r}")
-    module = importlib.import_module(f".{_WHERE[name]}", __name__)
-    value = getattr(module, _RENAMED.get(name, name))
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__all__ = ["Correspondence", "ProximityResult", "REGION_KEY", "benjamini_hochberg", "cell_proximity",
+           "check_imputation", "compare_panels", "evaluate_panel", "find_regions", "gene_embedding",
+           "gene_modules", "harmonize_nomenclatures", "hvg_panel", "leiden", "leiden_n_clusters",
+           "random_panel", "region_composition", "region_markers", "select_panel", "summarize_imputation_check",
+           "variability"]

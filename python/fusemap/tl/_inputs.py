@@ -20,7 +20,8 @@ import pandas as pd
 
 from .._constants import GENE_EMBEDDING_VARM, SECTION_COLUMN, SPATIAL_KEY
 from ..errors import FuseMapInputError
-from ..sections import SectionSet, as_sections
+from ..io.sections import read_sections
+from ..io.sectionset import SectionSet
 
 
 @dataclass
@@ -121,7 +122,7 @@ def pooled(data: Any, section_key: str | None = None, argname: str = "data") -> 
     if (isinstance(data, ad.AnnData) and section_key is None and SECTION_COLUMN in data.obs
             and data.obs[SECTION_COLUMN].nunique() > 1):
         section_key = SECTION_COLUMN
-    sections = as_sections(data, section_key, argname=argname)
+    sections = read_sections(data, section_key, argname=argname)
     names = list(sections.names)
     ids, sec = [], []
     for name, a in sections.items():
@@ -210,7 +211,7 @@ def expression_frame(expression: Any, genes: Sequence[str] | None = None, layer:
     """One AnnData of expression: a single AnnData as is; sections are pooled on their common genes."""
     if isinstance(expression, ad.AnnData):
         return expression
-    sections = as_sections(expression, argname=argname)
+    sections = read_sections(expression, argname=argname)
     common = list(map(str, sections.adatas[0].var_names))
     for a in sections.adatas[1:]:
         have = set(map(str, a.var_names))

@@ -46,7 +46,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,10 +56,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._constants import (GRAPH_CONNECTIVITIES, GRAPH_DISTANCES, GRAPH_UNS, RUN_RECORD, SPATIAL_KEY)
-from ._atomic import replace_dir
-from .errors import FuseMapInputError
-from .sections import SectionSet
+from .._constants import (GRAPH_CONNECTIVITIES, GRAPH_DISTANCES, GRAPH_UNS, RUN_RECORD, SPATIAL_KEY)
+from .files import atomic_dir, temp_beside
+from ..errors import FuseMapInputError
+from .sectionset import SectionSet
 
 log = logging.getLogger("fusemap")
 
@@ -562,10 +561,6 @@ def _same_path(a: Path | None, b: Path) -> bool:
     return a is not None and Path(a).resolve() == Path(b).resolve()
 
 
-def _tmp_beside(target: Path, tag: str) -> Path:
-    return target.parent / f".{target.name}.{tag}-{uuid.uuid4().hex[:8]}"
-
-
 def _store_formats(store: Path):
     """spatialdata formats matching an existing store's zarr version (v2 stores get v2 tables)."""
     if (store / ".zgroup").exists() and not (store / "zarr.json").exists():
@@ -587,7 +582,7 @@ def _consolidate(store: Path) -> None:
 def _swap_tables(store: Path, sdata: Any, tables: Sequence[str]) -> None:
     """Replace ``tables`` inside ``store`` by renames: each is written to a temporary store first."""
     sd = _spatialdata()
-    tmp = _tmp_beside(store, "tables")
+    tmp = temp_beside(store, "tables")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -598,7 +593,7 @@ def _swap_tables(store: Path, sdata: Any, tables: Sequence[str]) -> None:
             os.rename(tmp / "tables", group)
         else:
             for t in tables:
-                old = _tmp_beside(store, f"old-{t}")
+                old = temp_beside(store, f"old-{t}")
                 if (group / t).exists():
                     os.rename(group / t, old)
                 os.rename(tmp / "tables" / t, group / t)
@@ -636,20 +631,21 @@ def save_spatialdata(sdata: Any, path: str | os.PathLike, *, tables: Sequence[st
         raise FileExistsError(
             f"path={str(path)!r} already exists; pass overwrite=True to replace it or choose another path."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path, "tmp")
-    try:
+    if path.exists() and not is_store(path):  # overwrite replaces a store, never other files
+        raise FuseMapInputError(
+            f"path={str(path)!r} exists and is not a zarr store; overwrite=True only replaces a store. "
+            "Choose another path."
+        )
+    with atomic_dir(path) as tmp:
         if tables is not None and src is not None and src.is_dir():
+            os.rmdir(tmp)
             shutil.copytree(src, tmp)
             _swap_tables(tmp, sdata, list(tables))
         else:
+            os.rmdir(tmp)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sdata.write(tmp, update_sdata_path=False)
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

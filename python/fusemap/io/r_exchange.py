@@ -29,7 +29,6 @@ warning that names them.
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._constants import CELL_EMBEDDING, SPATIAL_EMBEDDING, SPATIAL_KEY
-from .errors import FuseMapInputError, FuseMapWarning
+from .._constants import CELL_EMBEDDING, SPATIAL_EMBEDDING, SPATIAL_KEY
+from ..errors import FuseMapInputError, FuseMapWarning
+from .files import atomic_file
 
 X_NAME_KEY = "X_name"
 """``uns`` key recording which assay ``X`` came from (the same key zellkonverter uses)."""
@@ -300,14 +300,8 @@ def _atomic_write(path: Path, overwrite: bool, write, suffix: str) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"file={str(path)!r} already exists; pass overwrite=True to replace it "
                               "or choose another file name.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
-    try:
+    with atomic_file(path, suffix) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

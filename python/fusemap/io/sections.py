@@ -1,14 +1,16 @@
-"""Canonicalise every accepted input into one ordered set of sections.
+"""The one section reader: every accepted input becomes one ordered :class:`SectionSet`.
 
 Accepted: one AnnData (a single section, or several with ``section_key``), a list/tuple of AnnData
-(given order), a dict name -> AnnData (sorted names), a path to an ``.h5ad`` file, or a folder of
-``.h5ad`` files (sorted file names). Later code only ever sees a :class:`SectionSet`.
+(given order), a dict name -> AnnData (sorted names), a SpatialData object or ``.zarr`` store (its
+annotating tables), the path of an ``.h5ad`` file, a folder of ``.h5ad`` files (sorted file
+names), or a list mixing such paths. With ``backed=True`` each file's expression stays on disk.
+Every entry point (Python API, CLI, R) reads through :func:`read_sections`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,33 +18,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ._constants import SECTION_COLUMN
-from .errors import FuseMapInputError
-
-
-@dataclass
-class SectionSet:
-    """Sections in their fixed order.
-
-    When the sections were split out of one AnnData by ``section_key``, ``parent`` is that AnnData
-    and ``parent_rows[i]`` gives, for section ``i``, the positions of its cells in ``parent``, so
-    results can be written back in the parent's cell order.
-    """
-
-    names: list[str]
-    adatas: list[ad.AnnData]
-    parent: ad.AnnData | None = None
-    parent_rows: list[np.ndarray] = field(default_factory=list)
-    section_key: str | None = None
-    source: Any = None
-    """Where the sections came from when that is not AnnData (a SpatialData object): an object with
-    ``write_back(sections)``, which :meth:`FuseMap.write` calls to put results back there."""
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def items(self):
-        return zip(self.names, self.adatas)
+from .._constants import SECTION_COLUMN
+from ..errors import FuseMapInputError
+from .files import safe_filename
+from .sectionset import SectionSet
+from .spatialdata import is_store, sections_from_spatialdata
 
 
 def _is_spatialdata(obj: Any) -> bool:
@@ -114,13 +94,11 @@ def read_section_files(paths: Sequence[str | os.PathLike], section_key: str | No
     return SectionSet(names, adatas)
 
 
-def as_sections(data: Any, section_key: str | None = None, argname: str = "data") -> SectionSet:
-    """Turn any accepted input into a :class:`SectionSet` (no copies unless splitting)."""
+def _as_sections(data: Any, section_key: str | None = None, argname: str = "data") -> SectionSet:
+    """One input (not a list of paths) as a :class:`SectionSet` (no copies unless splitting)."""
     if isinstance(data, SectionSet):
         return data
     if _is_spatialdata(data):
-        from .spatialdata_io import sections_from_spatialdata  # optional dependency
-
         return sections_from_spatialdata(data, section_key=section_key)
     if isinstance(data, ad.AnnData):
         if section_key is not None:
@@ -128,13 +106,8 @@ def as_sections(data: Any, section_key: str | None = None, argname: str = "data"
         return SectionSet([_name_from_obs(data) or "section_0"], [data])
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
-        is_store = path.suffix == ".zarr" or (
-            path.is_dir() and ((path / "zarr.json").exists() or (path / ".zgroup").exists())
-        )
-        if is_store:
-            from .spatialdata_io import sections_from_spatialdata
-
-            return sections_from_spatialdata(path, section_key=section_key)
+        if is_store(path):
+            return sections_from_spatialdata(path, section_key=section_key, argname=argname)
         if path.is_dir():
             files = sorted(path.glob("*.h5ad"))
             if not files:
@@ -191,3 +164,79 @@ def as_sections(data: Any, section_key: str | None = None, argname: str = "data"
         "section_key for several sections), a list or dict of AnnData, a SpatialData object, or "
         "the path of an .h5ad file, a folder of them or a .zarr SpatialData store."
     )
+
+
+def store_among(paths: Sequence[str | os.PathLike], argname: str = "SECTION") -> Path | None:
+    """The one SpatialData store among ``paths``, None when there is none; mixing is an error."""
+    stores = [Path(p) for p in paths if is_store(p)]
+    if not stores:
+        return None
+    if len(paths) > 1:
+        raise FuseMapInputError(
+            f"{argname}: got {len(paths)} inputs including the SpatialData store(s) {[str(s) for s in stores]}; "
+            "pass one .zarr store alone (put all sections into its tables) or only .h5ad files."
+        )
+    return stores[0]
+
+
+def _paths_of(data: Any) -> list[str]:
+    if isinstance(data, (str, os.PathLike)):
+        return [str(data)]
+    if isinstance(data, (list, tuple)):
+        return [str(d) for d in data if isinstance(d, (str, os.PathLike))]
+    return []
+
+
+def read_sections(data: Any, section_key: str | None = None, *, table: str | Sequence[str] | None = None,
+                  coordinate_system: str | None = None, backed: bool = False,
+                  argname: str = "data") -> SectionSet:
+    """Read sections from any accepted input (see the module docstring) as a :class:`SectionSet`.
+
+    ``table`` and ``coordinate_system`` apply to a SpatialData store (a list holding one store
+    is read as that store); ``backed`` leaves each ``.h5ad`` / AnnData zarr file's expression on
+    disk (one section per file, named by the file stem). The result remembers the paths read.
+    """
+    paths = _paths_of(data)
+    if backed:
+        from .backed import open_sections
+
+        if section_key is not None:
+            raise FuseMapInputError(f"{argname}: backed reading takes one section per file; drop the section "
+                                    "key or split the file.")
+        if not paths or len(paths) != (len(data) if isinstance(data, (list, tuple)) else 1):
+            raise FuseMapInputError(f"{argname}: backed reading needs file paths (.h5ad or AnnData .zarr).")
+        out = SectionSet([Path(f).stem for f in paths], open_sections(paths))
+    elif isinstance(data, (list, tuple)) and paths and len(paths) == len(data):
+        store = store_among(paths, argname)
+        if store is not None:
+            out = sections_from_spatialdata(store, section_key, table=table,
+                                            coordinate_system=coordinate_system or "global", argname=argname)
+        else:
+            parts = [_as_sections(d, section_key, argname=argname) for d in data]
+            out = SectionSet([n for s in parts for n in s.names], [a for s in parts for a in s.adatas])
+    elif isinstance(data, (str, os.PathLike)) and is_store(data):
+        out = sections_from_spatialdata(data, section_key, table=table,
+                                        coordinate_system=coordinate_system or "global", argname=argname)
+    else:
+        out = _as_sections(data, section_key, argname=argname)
+    if paths and not out.paths:
+        out = dataclasses.replace(out, paths=paths)
+    return out
+
+
+def match_model_sections(sections: SectionSet, model_names: Sequence[str]) -> SectionSet:
+    """Rename sections to the model's names where they only differ by file-name spelling.
+
+    Files written by ``fusemap integrate`` are named ``safe_filename(section)``; a section read
+    from such a file is renamed back to the model's section name when that match is unambiguous.
+    """
+    known = set(model_names)
+    by_safe: dict[str, list[str]] = {}
+    for n in model_names:
+        by_safe.setdefault(safe_filename(n), []).append(n)
+    names = []
+    for n in sections.names:
+        if n not in known and len(by_safe.get(safe_filename(n), [])) == 1:
+            n = by_safe[safe_filename(n)][0]
+        names.append(n)
+    return dataclasses.replace(sections, names=names)

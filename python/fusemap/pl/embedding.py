@@ -6,14 +6,11 @@ from pathlib import Path
 from typing import Sequence
 
 import anndata as ad
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ._constants import CELL_EMBEDDING, SECTION_COLUMN, SPATIAL_EMBEDDING, SPATIAL_KEY  # noqa: E402
+from .._constants import CELL_EMBEDDING, SECTION_COLUMN, SPATIAL_EMBEDDING, SPATIAL_KEY
 
 
 def _palette(n: int) -> list:
@@ -125,7 +122,7 @@ FIGURE_RESOLUTION = {"cell": 0.8, "spatial": 0.3}
 
 def mixing_line(pooled: ad.AnnData) -> str:
     """One sentence on section mixing of the pooled embedding's clusters."""
-    from .mixing import shared_clusters
+    from ..mixing import shared_clusters
 
     share, flags = shared_clusters(pooled.obs["cluster"].astype(str).to_numpy(),
                                    pooled.obs[SECTION_COLUMN].astype(str).to_numpy())
@@ -155,7 +152,7 @@ def tissue_clusters(sdata, key: str = SPATIAL_EMBEDDING, *, table: str | Sequenc
     in ``coordinate_system``. ``backend='spatialdata-plot'`` draws with spatialdata-plot instead of
     plain matplotlib (circles and polygons; labels and points as centroids).
     """
-    from .spatialdata_io import _groups, annotating_tables
+    from ..io.spatialdata import _groups, annotating_tables
 
     if backend not in ("matplotlib", "spatialdata-plot"):
         raise ValueError(f"backend={backend!r}: use 'matplotlib' or 'spatialdata-plot'.")
@@ -214,7 +211,7 @@ def _draw_region(sdata, tab, region, rows, cluster_key, colors, coordinate_syste
     from matplotlib.patches import Circle, Polygon
     from shapely.geometry import MultiPolygon, Point
 
-    from .spatialdata_io import _attrs, _match_instances
+    from ..io.spatialdata import _attrs, _match_instances
 
     element = sd.transform(sdata[region], to_coordinate_system=coordinate_system)
     ikey = _attrs(tab)["instance_key"]

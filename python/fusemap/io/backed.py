@@ -27,8 +27,8 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import FuseMapInputError
-from .preprocess import (CHUNK_NNZ, ColumnMoments, PreprocessStats, chunk_row_sums, library_factors,
+from ..errors import FuseMapInputError
+from ..preprocess import (CHUNK_NNZ, ColumnMoments, PreprocessStats, chunk_row_sums, library_factors,
                          normalize_chunk, row_chunks, scale_clip_chunk)
 
 
@@ -61,20 +61,6 @@ def iter_row_blocks(m, chunk_rows: int | None = None):
         block.sum_duplicates()
         block.sort_indices()
         yield start, block
-
-
-def check_counts_chunked(m, where: str, normalized: bool, chunk_rows: int | None = None) -> list[str]:
-    """Input checks of :func:`fusemap.validation.check_counts`, a block of rows at a time.
-
-    Stops at the first block with a problem and names its rows (fix those, then run again).
-    """
-    from .validation import check_counts
-
-    for start, block in iter_row_blocks(m, chunk_rows):
-        problems = check_counts(block, f"{where} rows {start}-{start + block.shape[0] - 1}", normalized)
-        if problems:
-            return problems
-    return []
 
 
 class _Spill:
@@ -171,7 +157,7 @@ def preprocess_matrix(m, *, normalized: bool = False, target_sum: float | None =
     preprocessed in row blocks into memory-mapped files (:func:`preprocess_chunked`)."""
     if is_out_of_core(m):
         return preprocess_chunked(m, normalized=normalized, target_sum=target_sum, clip=clip)
-    from .preprocess import preprocess
+    from ..preprocess import preprocess
 
     return preprocess(m, normalized=normalized, target_sum=target_sum, clip=clip)
 
@@ -213,5 +199,5 @@ def _open_zarr(path: Path):
     except Exception as exc:  # noqa: BLE001 - re-raised with the store name
         raise FuseMapInputError(
             f"sections: could not open {str(path)!r} as an AnnData zarr store ({exc}). SpatialData "
-            "stores are read by fusemap.spatialdata_io (pass the store path itself)."
+            "stores are read by fusemap.io.spatialdata (pass the store path itself)."
         ) from exc
