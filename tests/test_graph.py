@@ -6,7 +6,9 @@ import scipy.sparse as sp
 import torch
 
 from fusemap.config import GraphConfig
-from fusemap.graph import adjacency, build_graph, delaunay_graph, ensure_graph, gcn_normalize, section_graph
+from fusemap.errors import FuseMapInputError
+from fusemap.graph import (adjacency, build_graph, check_graph, delaunay_graph, ensure_graph, gcn_normalize,
+                           section_graph)
 from fusemap.sampler import make_block, neighbourhood_levels, SectionData
 
 
@@ -139,3 +141,34 @@ def test_delaunay_graph_equals_squidpys(sim_sections):
     assert params.pop("fusemap_method") == "delaunay" and params == ref_params
     assert {k: v for k, v in section.uns["spatial_neighbors"].items() if k != "params"} == \
         {k: v for k, v in ref_uns.items() if k != "params"}
+
+
+def test_delaunay_survives_large_offsets_and_other_units(sim_sections):
+    xy = np.asarray(sim_sections[0].obsm["spatial"], dtype=np.float64)
+    base, _ = delaunay_graph(xy)
+    for moved in (xy + 1e12, xy * 1e-3 + 5e6, xy * 1000.0):  # stage offsets, mm vs um
+        conn, _ = delaunay_graph(moved)
+        assert conn.nnz == base.nnz and (conn != base).nnz == 0
+
+
+@pytest.mark.parametrize("xy", [np.zeros((50, 2)), np.c_[np.arange(50.0), 2 * np.arange(50.0)],
+                                np.array([[0.0, 0.0], [1.0, 1.0]])])
+def test_degenerate_coordinates_get_a_clear_error(xy):
+    with pytest.raises(FuseMapInputError, match="knn"):
+        delaunay_graph(xy)
+
+
+def test_a_graph_that_lost_its_edges_is_refused_or_warned(sim_sections):
+    import fusemap
+
+    a = sim_sections[0]
+    with pytest.raises(FuseMapInputError, match=r"section 'sim_section_0'.*max_edge_length=0\.001"):
+        fusemap.FuseMap(sim_sections, max_edge_length=0.001, max_epochs=1, progress=False)
+    conn, dist = delaunay_graph(np.asarray(a.obsm["spatial"], dtype=np.float64))
+    cut = np.quantile(dist.data, 0.2)  # about a tenth of the cells lose every edge: a warning
+    a_hat = gcn_normalize(adjacency(conn, np.asarray(a.obsm["spatial"], dtype=np.float64), cut))
+    share = np.mean(np.diff(a_hat.indptr) == 1)
+    assert 0.05 < share < 0.5
+    with pytest.warns(fusemap.FuseMapWarning, match="without a neighbour"):
+        check_graph(a_hat, "s", GraphConfig(max_edge_length=cut))
+    check_graph(gcn_normalize(adjacency(conn, np.zeros((a.n_obs, 2)))), "s", GraphConfig())  # intact: silent

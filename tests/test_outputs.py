@@ -131,7 +131,7 @@ def test_model_save_refuses_a_foreign_folder(sim_sections, tmp_path):
 def test_graph_flags_reach_the_model(run, tmp_path):
     _, files, _ = run
     out = tmp_path / "radius"
-    assert main(["integrate", *files, "--out", str(out), "--graph", "radius", "--radius", "30",
+    assert main(["integrate", *files, "--out", str(out), "--graph", "radius", "--radius", "150",
                  "--no-resume", *FAST_ARGS]) == 0
     cfg = FuseMap.load(out / "model").config
-    assert cfg.graph.method == "radius" and cfg.graph.radius == 30
+    assert cfg.graph.method == "radius" and cfg.graph.radius == 150

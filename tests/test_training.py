@@ -209,11 +209,54 @@ def test_resume_continues_where_it_stopped(sim_sections, tmp_path, monkeypatch):
         np.testing.assert_array_equal(e.cell, resumed.embeddings()[name].cell)
 
 
-def test_checkpoint_of_other_data_is_refused(sim_sections, tmp_path):
+def test_checkpoint_of_other_data_or_settings_is_discarded(sim_sections, tmp_path):
     FuseMap(sim_sections, **FAST).train(checkpoint_dir=tmp_path)
-    other = FuseMap(sim_sections, **{**FAST, "n_latent": 8})
-    with pytest.raises(FuseMapModelError, match="fingerprint differs"):
-        other.train(checkpoint_dir=tmp_path)
+    with pytest.warns(fusemap.FuseMapWarning, match="other data or settings.*starts afresh"):
+        FuseMap(sim_sections, **{**FAST, "n_latent": 8}).train(checkpoint_dir=tmp_path)
+    # other cells of the same size and panel: the content hash tells them apart
+    shuffled = [a.copy() for a in sim_sections]
+    shuffled[0].X = shuffled[0].X[np.random.default_rng(0).permutation(shuffled[0].n_obs)]
+    FuseMap(sim_sections, **{**FAST, "n_latent": 8}).train(checkpoint_dir=tmp_path / "b")
+    with pytest.warns(fusemap.FuseMapWarning, match="other data"):
+        FuseMap(shuffled, **{**FAST, "n_latent": 8}).train(checkpoint_dir=tmp_path / "b")
+
+
+def test_killed_at_random_steps_the_resumed_run_equals_the_uninterrupted_one(sim_sections, tmp_path, monkeypatch):
+    """Fault injection: stop training at several random steps (mid-epoch), resume each time."""
+    import copy
+    import warnings
+
+    settings = {**FAST, "max_epochs": 3, "patience": 100}
+    reference = FuseMap(copy.deepcopy(sim_sections), **settings).train()
+    original = Trainer._seed_weights
+    kills = np.random.default_rng(7).integers(2, 8, size=3)  # steps after each (re)start; 24 in all
+    for k in kills:
+        calls = {"n": 0}
+
+        def step_then_maybe_stop(self, blocks, k=k, calls=calls):
+            calls["n"] += 1
+            if calls["n"] == k:
+                raise Interrupt
+            return original(self, blocks)
+
+        monkeypatch.setattr(Trainer, "_seed_weights", step_then_maybe_stop)
+        with pytest.raises(Interrupt):
+            FuseMap(copy.deepcopy(sim_sections), **settings).train(checkpoint_dir=tmp_path)
+    monkeypatch.setattr(Trainer, "_seed_weights", original)
+    ckpt = tmp_path / "checkpoint.pt"
+    assert ckpt.exists()
+    with pytest.warns(fusemap.FuseMapWarning, match="resuming the interrupted training"):
+        resumed = FuseMap(copy.deepcopy(sim_sections), **settings).train(checkpoint_dir=tmp_path)
+    for name, e in reference.embeddings().items():
+        np.testing.assert_array_equal(e.cell, resumed.embeddings()[name].cell)
+    # a checkpoint cut short (disk full, copied half) is discarded with a message, never trusted
+    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.warns(fusemap.FuseMapWarning, match="cannot be read"):
+        again = FuseMap(copy.deepcopy(sim_sections), **settings).train(checkpoint_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name, e in reference.embeddings().items():
+            np.testing.assert_array_equal(e.cell, again.embeddings()[name].cell)
 
 
 def test_integrate_writes_results_into_the_inputs(sim_sections):

@@ -8,6 +8,7 @@ routing is unambiguous.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -132,10 +133,11 @@ class TrainConfig:
     """Progress bar: ``None`` shows it only on a terminal."""
     num_workers: int = 0
     """Background threads preparing minibatches (0: prepare in the training thread)."""
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    precision: Literal["auto", "float32", "bfloat16"] = "float32"
     """Arithmetic of the cell encoders' matrix products during training (weights, losses, graph
-    aggregation and all read-outs stay float32). 'auto': bfloat16 on CPUs with native bfloat16
-    instructions (AVX512-BF16 or AMX; about 2x faster encoder steps), float32 elsewhere."""
+    aggregation and all read-outs stay float32). 'float32' (default): the same seed gives the same
+    result on every CPU. 'auto': bfloat16 on CPUs with native bfloat16 instructions (AVX512-BF16 or
+    AMX; 1.2x faster training on the STARmap benchmark), float32 elsewhere."""
     patch_size: int | None = None
     """Seed cells of a minibatch come in spatially compact graph patches of about this many cells
     (several patches per batch), so their graph neighbourhoods overlap and each step encodes far
@@ -194,6 +196,9 @@ class FuseMapConfig:
 
     def check(self) -> None:
         """Reject values that cannot work, naming the option and the allowed range."""
+        for name in _SUBCONFIGS:
+            for f in fields(getattr(self, name)):
+                _check_type(f.name, getattr(getattr(self, name), f.name), f.type)
         p, g, m, t = self.preprocess, self.graph, self.model, self.train
         rules = [
             (p.gene_case in ("ignore", "exact"), "gene_case", p.gene_case, "'ignore' or 'exact'"),
@@ -228,6 +233,8 @@ class FuseMapConfig:
             (t.mmd_weight >= 0, "mmd_weight", t.mmd_weight, "a number >= 0"),
             (t.mmd_phase in ("both", "balanced"), "mmd_phase", t.mmd_phase, "'both' or 'balanced'"),
             (t.num_workers >= 0, "num_workers", t.num_workers, "an integer >= 0"),
+            (re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(t.device)) is not None, "device", t.device,
+             "'auto', 'cpu', 'cuda' or 'cuda:N'"),
             (t.precision in ("auto", "float32", "bfloat16"), "precision", t.precision,
              "'auto', 'float32' or 'bfloat16'"),
             (t.patch_size is None or t.patch_size >= 2, "patch_size", t.patch_size, "None or an integer >= 2"),
@@ -235,6 +242,36 @@ class FuseMapConfig:
         for ok, name, value, allowed in rules:
             if not ok:
                 raise FuseMapInputError(f"option {name}={value!r} is invalid; use {allowed}.")
+
+
+_KINDS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """``n_latent='x'`` -> a message naming the option, not a TypeError deep inside the model."""
+    import numbers
+
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    if "None" in kinds and value is None:
+        return
+    if any(k.startswith("Literal") for k in kinds):
+        return  # the value rules below name the allowed choices
+    want = next((k for k in kinds if k in _KINDS), None)
+    if want is None:
+        return
+    if want == "bool":
+        ok = isinstance(value, (bool, __import__("numpy").bool_))
+    elif want == "int":
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif want == "float":
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        noun = {"bool": "True or False", "int": "an integer", "float": "a number", "str": "a string"}[want]
+        if "None" in kinds:
+            noun += " or None"
+        raise FuseMapInputError(f"option {name}={value!r} ({type(value).__name__}) is invalid; use {noun}.")
 
 
 def make_config(config: FuseMapConfig | dict | None = None, **overrides: Any) -> FuseMapConfig:

@@ -9,12 +9,14 @@ stored under these keys is reused (``GraphConfig.rebuild=True`` forces a new one
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._constants import GRAPH_CONNECTIVITIES, GRAPH_DISTANCES, GRAPH_UNS, SPATIAL_KEY
 from .config import GraphConfig
+from .errors import FuseMapInputError, FuseMapWarning
 
 log = logging.getLogger("fusemap")
 
@@ -54,10 +56,31 @@ def build_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY,
 def delaunay_graph(coords: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Connectivities (float32 ones) and Euclidean edge lengths of the Delaunay triangulation,
     in the layout squidpy stores (CSR, sorted indices, empty diagonal)."""
-    from scipy.spatial import Delaunay
+    from scipy.spatial import Delaunay, QhullError
 
     n = coords.shape[0]
-    indptr, indices = Delaunay(coords).vertex_neighbor_vertices
+    if n < 3 or len(np.unique(coords, axis=0)) < 3:
+        raise FuseMapInputError(
+            f"the spatial coordinates hold {len(np.unique(coords, axis=0)) if n else 0} distinct position(s); a "
+            "Delaunay graph needs at least 3 that are not on one line. Check obsm['spatial'], or use "
+            "graph method 'knn' (--graph knn)."
+        )
+    # A large offset (e.g. stage coordinates near 1e12) costs qhull its precision and most of the
+    # edges: such coordinates are centred first. Others are triangulated as they are, scaled by a
+    # power of two (exact), so the graph stays squidpy's (ties on grids break the same way).
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    extent = float(np.max(hi - lo))
+    centre = (lo + hi) / 2
+    shifted = coords - centre if np.max(np.abs(centre)) > 100 * extent else coords
+    scale = 2.0 ** -np.round(np.log2(extent)) if extent > 0 else 1.0
+    try:
+        indptr, indices = Delaunay(shifted * scale).vertex_neighbor_vertices
+    except QhullError as exc:
+        raise FuseMapInputError(
+            "the spatial coordinates are degenerate for a Delaunay graph (all on one line, or too few "
+            f"distinct positions: qhull says {str(exc).splitlines()[0]!r}). Check obsm['spatial'], or use "
+            "graph method 'knn' (--graph knn)."
+        ) from exc
     rows = np.repeat(np.arange(n), np.diff(indptr))
     lengths = np.linalg.norm(coords[rows] - coords[indices], axis=1)
     conn = sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr), shape=(n, n))
@@ -131,6 +154,34 @@ def section_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY) ->
     return gcn_normalize(adjacency(adata.obsp[GRAPH_CONNECTIVITIES], coords, cfg.max_edge_length))
 
 
+ISOLATED_WARN = 0.05
+"""Share of cells without any graph neighbour above which a section gets a warning ..."""
+ISOLATED_REFUSE = 0.5
+"""... and above which it is refused: its spatial embedding would be its cell embedding."""
+
+
+def check_graph(a_hat: sp.csr_matrix, name: str, cfg: GraphConfig) -> None:
+    """Refuse a section whose graph lost (almost) all edges, warn when many cells are isolated.
+
+    A graph without edges is not an error anywhere else: the spatial encoder then sees each cell
+    alone and the spatial embedding silently equals the cell embedding."""
+    summary = graph_summary(a_hat)
+    n = a_hat.shape[0]
+    share = summary["isolated_cells"] / max(n, 1)
+    if share <= ISOLATED_WARN:
+        return
+    cause = (f"max_edge_length={cfg.max_edge_length:g} drops the longer edges; raise it (it is in the "
+             "coordinates' units, which differ between technologies) or leave it unset"
+             if cfg.max_edge_length is not None else
+             f"radius={cfg.radius:g} reaches no neighbour for them; raise it (coordinate units)"
+             if cfg.method == "radius" else "check the section's obsm['spatial']")
+    message = (f"section {name!r}: the spatial graph leaves {summary['isolated_cells']} of {n} cells "
+               f"({share:.0%}) without a neighbour (mean degree {summary['mean_degree']:.2f}); {cause}.")
+    if share >= ISOLATED_REFUSE:
+        raise FuseMapInputError(message + " Without edges the spatial embedding equals the cell embedding.")
+    warnings.warn(message, FuseMapWarning, stacklevel=3)
+
+
 def graph_summary(a_hat: sp.csr_matrix) -> dict:
     deg = np.diff(a_hat.indptr) - 1  # minus the self-loop
     return {
@@ -145,6 +196,7 @@ __all__ = [
     "GRAPH_DISTANCES",
     "adjacency",
     "build_graph",
+    "check_graph",
     "ensure_graph",
     "gcn_normalize",
     "section_graph",

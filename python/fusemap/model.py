@@ -34,7 +34,7 @@ from ._constants import (CELL_EMBEDDING, CHECKSUMS_FILE, CONFIG_FILE, GENES_FILE
 from .config import FuseMapConfig, make_config
 from .distributed import rank_device
 from .errors import FuseMapInputError, FuseMapModelError
-from .graph import adjacency, ensure_graph, gcn_normalize, graph_summary
+from .graph import adjacency, check_graph, ensure_graph, gcn_normalize, graph_summary
 from .inference import embed_section
 from .module import FuseMapModule
 from .io.backed import preprocess_matrix, select_columns
@@ -60,7 +60,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """'auto' -> CUDA when available; 'cuda' without index -> this rank's GPU (LOCAL_RANK under torchrun)."""
     if device is None or str(device) == "auto":
         return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise FuseMapInputError(f"device={device!r} is not a device torch knows; use 'auto', 'cpu', 'cuda' "
+                                "or 'cuda:N'.") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise FuseMapInputError(f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FuseMapInputError(
             f"device={str(device)!r} was asked for but CUDA is not available on this machine; "
@@ -92,8 +98,11 @@ def _graphs(sections: SectionSet, cfg: FuseMapConfig, spatial_key: str) -> list[
         conn = sp.csr_matrix(parent.obsp[GRAPH_CONNECTIVITIES])
         return [conn[rows][:, rows] for rows in sections.parent_rows]
     out = []
-    for adata in sections.adatas:
-        ensure_graph(adata, gcfg, spatial_key=spatial_key)
+    for name, adata in sections.items():
+        try:
+            ensure_graph(adata, gcfg, spatial_key=spatial_key)
+        except FuseMapInputError as exc:
+            raise FuseMapInputError(f"section {name!r}: {exc}") from exc
         out.append(sp.csr_matrix(adata.obsp[GRAPH_CONNECTIVITIES]))
     if parent is not None:  # store the per-section graphs in the parent, in its cell order
         order = np.concatenate(sections.parent_rows)
@@ -127,6 +136,7 @@ def prepare_sections(sections: SectionSet, vocabulary: GeneVocabulary, cfg: Fuse
         x, stats = preprocess_matrix(m, normalized=pp.normalized, target_sum=pp.target_sum, clip=pp.clip)
         coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
         a_hat = gcn_normalize(adjacency(conns[i], coords, cfg.graph.max_edge_length))
+        check_graph(a_hat, name, cfg.graph)
         tr, va = _split_train_val(adata.n_obs, cfg.train.val_fraction, rng)
         genes = vocabulary.index_of(symbols)
         out.append(SectionData(name, x, a_hat, genes, tr, va))

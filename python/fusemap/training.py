@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from . import distributed
 from ._constants import CHECKPOINT_FILE
 from .balance import balance_weights
 from .config import FuseMapConfig
-from .errors import FuseMapModelError
+from .errors import FuseMapWarning
 from .inference import embed_section
 from .module import FuseMapModule, adversarial_loss, discriminator_loss, mmd_loss
 from .optim import Adam
@@ -86,7 +87,24 @@ def fingerprint(cfg: FuseMapConfig, sections: Sequence[SectionData]) -> str:
     for k in ("max_epochs", "device", "progress", "num_workers"):
         d["train"].pop(k, None)
     d["sections"] = [(s.name, s.n_obs, s.genes.tolist()) for s in sections]
-    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+    h = hashlib.blake2b(json.dumps(d, sort_keys=True, default=str).encode(), digest_size=20)
+    for s in sections:  # the data too: other cells of the same size must not resume this run
+        for m in (s.x, s.a_hat):
+            for arr in (m.indptr, m.indices, m.data):
+                _digest_array(h, arr)
+    return h.hexdigest()
+
+
+def _digest_array(h, arr: np.ndarray, block: int = 1 << 20, max_blocks: int = 64) -> None:
+    """Feed ``arr`` into hash ``h``: whole when small, else 64 evenly spaced 1 MiB blocks (a few
+    ms however large the atlas, and read-only on memory-mapped matrices)."""
+    buf = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+    h.update(str((arr.dtype.str, arr.shape)).encode())
+    if buf.size <= block * max_blocks:
+        h.update(buf)
+        return
+    for start in np.linspace(0, buf.size - block, max_blocks).astype(np.int64):
+        h.update(buf[start:start + block])
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -176,12 +194,17 @@ class Trainer:
         path = self.checkpoint_path
         if path is None or not path.exists():
             return False
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a checkpoint cut short by a crash: start afresh
+            obj = {"unreadable": str(exc)}
         if obj.get("fingerprint") != self._fingerprint:
-            raise FuseMapModelError(
-                f"checkpoint {str(path)!r} was written for other data or settings (fingerprint "
-                "differs). Use another checkpoint_dir, delete the checkpoint, or pass resume=False."
-            )
+            why = ("cannot be read" if "unreadable" in obj else
+                   "was written for other data or settings (the data or configuration fingerprint differs)")
+            warnings.warn(f"checkpoint {str(path)!r} {why}; it is discarded and training starts afresh.",
+                          FuseMapWarning, stacklevel=2)
+            path.unlink()
+            return False
         self.module.load_state_dict(obj["module"])
         self.opt_g.load_state_dict(obj["opt_g"])
         self.opt_d.load_state_dict(obj["opt_d"])
@@ -195,7 +218,8 @@ class Trainer:
         if self.device.type == "cuda" and obj.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(obj["cuda_rng"], self.device)
         self.rng.bit_generator.state = json.loads(obj["numpy_rng"])
-        log.info("resumed from %s at phase %d, epoch %d", path, self.state.phase, self.state.epoch)
+        warnings.warn(f"resuming the interrupted training in {str(path)!r} at phase {self.state.phase}, epoch "
+                      f"{self.state.epoch} (pass resume=False to start afresh).", FuseMapWarning, stacklevel=2)
         return True
 
     # -- one epoch --------------------------------------------------------------------------------

@@ -95,6 +95,24 @@ def check_counts(m, where: str, normalized: bool) -> list[str]:
     return problems
 
 
+COUNTS_LIKE_MAX = 30.0
+"""Whole-number expression above this passed as normalised is most likely raw counts (log1p of a
+cell's whole library at 10^4 is 9.2)."""
+
+
+def _counts_maximum(m) -> float | None:
+    """The maximum when ``m`` (or its first row block, on disk) is whole numbers above
+    :data:`COUNTS_LIKE_MAX`; else None."""
+    if is_out_of_core(m):
+        m = next(iter_row_blocks(m))[1]
+    v = _values(m)
+    if v.size == 0 or not np.issubdtype(v.dtype, np.number):
+        return None
+    top = float(v.max())
+    whole = np.all(v == np.round(v))
+    return top if whole and top > COUNTS_LIKE_MAX else None
+
+
 def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = SPATIAL_KEY,
              need_spatial: bool = True) -> list[str]:
     """Validate all sections; raise one :class:`FuseMapInputError` listing every problem.
@@ -104,6 +122,7 @@ def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = 
     pp = config.preprocess
     problems: list[str] = []
     issued: list[str] = []
+    counts_like: list[str] = []
 
     names = sections.names
     dup_sections = sorted(n for n, c in Counter(names).items() if c > 1)
@@ -175,6 +194,10 @@ def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = 
         else:
             problems.extend(check_counts(m, f"{where} ({'X' if pp.layer is None else 'layer ' + repr(pp.layer)})",
                                          pp.normalized))
+            if pp.normalized and not problems:
+                top = _counts_maximum(m)
+                if top is not None:
+                    counts_like.append(f"{name!r} (max {top:g})")
 
     if len(panels) > 1:
         for i, (name, panel) in enumerate(zip(names, panels)):
@@ -191,6 +214,12 @@ def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = 
             "invalid input (" + str(len(problems)) + " problem(s)):\n  - " + "\n  - ".join(problems)
         )
 
+    if counts_like:
+        msg = (f"normalized=True, but section(s) {', '.join(counts_like)} hold whole numbers far above "
+               "log-normalised values (raw counts?). They are used as given; drop normalized=True if "
+               "they are counts, so fusemap normalises them.")
+        warnings.warn(msg, FuseMapWarning, stacklevel=3)
+        issued.append(msg)
     if len(names) == 1 and config.train.adversarial:
         msg = (
             "only one section was given: there is nothing to align, so the adversarial section "
