@@ -43,15 +43,26 @@ def starmap_mosaic():
     return datasets.starmap_mosaic(n_shared=40, n_per_section=100, seed=0)
 
 
-@pytest.fixture(scope="session")
-def starmap_model(starmap_mosaic):
-    """FuseMap trained with default settings on the STARmap mosaic (shared by real-data tests)."""
+def _precisions() -> list[str]:
+    """float32 (the default) always; bfloat16 too where the CPU has it natively, so every real-data
+    floor is checked under both arithmetics that precision='auto' can choose."""
+    import torch
+
+    from fusemap.training import native_bf16
+
+    return ["float32"] + (["bfloat16"] if native_bf16(torch.device("cpu")) else [])
+
+
+@pytest.fixture(scope="session", params=_precisions())
+def starmap_model(starmap_mosaic, request):
+    """FuseMap trained with default settings on the STARmap mosaic (shared by real-data tests),
+    once per precision."""
     import time
 
     masked, _ = starmap_mosaic
     sections = [a.copy() for a in masked]
     t0 = time.perf_counter()
-    model = fusemap.integrate(sections, progress=False, seed=0)
+    model = fusemap.integrate(sections, progress=False, seed=0, precision=request.param)
     model.train_seconds_wall = time.perf_counter() - t0
     return model
 

@@ -38,9 +38,7 @@
 # (default `../shared/data` relative to the working directory).
 
 # %%
-import os
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -52,27 +50,10 @@ from fusemap.pl import embedding as plotting
 
 # FUSEMAP_VIGNETTE_FAST=1 trains for 3 epochs only: used by the test suite to check that every
 # step still runs. Leave it unset for a real run.
-FAST = os.environ.get("FUSEMAP_VIGNETTE_FAST") == "1"
-FIGURES = Path(os.environ.get("FUSEMAP_VIGNETTE_FIGURES", "vignettes/_build/figures")) / "01_integrate_panels"
-FIGURES.mkdir(parents=True, exist_ok=True)
-TRAIN = dict(max_epochs=3, n_latent=16, n_hidden=64, batch_size=128) if FAST else {}
+from tutorial import FAST, TRAIN, Tutorial  # fast mode for the test suite, figure folders, show()
 
-
-def show(fig, name):
-    """Write the figure to FIGURES/name.png and show it (inline in a notebook)."""
-    path = FIGURES / f"{name}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-
-        if get_ipython() is not None:
-            display(Image(filename=str(path)))
-    except ImportError:
-        pass
-    print(f"figure: {path}")
-
+tutorial = Tutorial("01_integrate_panels")
+FIGURES, OUTPUTS, show = tutorial.figures, tutorial.outputs, tutorial.show
 
 print("fusemap", fusemap.__version__, "| data folder:", datasets.data_dir(), "| fast mode:", FAST)
 
@@ -277,7 +258,7 @@ show(fusemap.pl.regions_spatial(sections, title="FuseMap regions (4) on the tiss
 # can be written as `.h5ad`. `fusemap.FuseMap.load(directory, sections)` restores the model.
 
 # %%
-out = FIGURES.parent.parent / "outputs" / "01_integrate_panels"
+out = OUTPUTS
 model.save(out / "model", overwrite=True)
 for name, a in zip(names, sections):
     a.write_h5ad(out / f"{name}.h5ad")

@@ -25,11 +25,8 @@
 # compare with.
 
 # %%
-import os
 import time
-from pathlib import Path
 
-import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -37,29 +34,11 @@ import scanpy as sc
 
 import fusemap
 from fusemap import datasets
-from fusemap.pl import embedding as plotting
 
-FAST = os.environ.get("FUSEMAP_VIGNETTE_FAST") == "1"  # test suite: 3 epochs, 300 cells per section
-FIGURES = Path(os.environ.get("FUSEMAP_VIGNETTE_FIGURES", "vignettes/_build/figures")) / "02_impute_genes"
-FIGURES.mkdir(parents=True, exist_ok=True)
-TRAIN = dict(max_epochs=3, n_latent=16, n_hidden=64, batch_size=128) if FAST else {}
+from tutorial import FAST, TRAIN, Tutorial  # fast mode for the test suite, figure folders, show()
 
-
-def show(fig, name):
-    """Write the figure to FIGURES/name.png and show it (inline in a notebook)."""
-    path = FIGURES / f"{name}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-
-        if get_ipython() is not None:
-            display(Image(filename=str(path)))
-    except ImportError:
-        pass
-    print(f"figure: {path}")
-
+tutorial = Tutorial("02_impute_genes")
+FIGURES, OUTPUTS, show = tutorial.figures, tutorial.outputs, tutorial.show
 
 print("fusemap", fusemap.__version__, "| data folder:", datasets.data_dir(), "| fast mode:", FAST)
 

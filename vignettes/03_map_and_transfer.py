@@ -30,9 +30,7 @@
 # hide from FuseMap and use only to score the transfer.
 
 # %%
-import os
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -42,28 +40,10 @@ import fusemap
 from fusemap import datasets
 from fusemap.pl import embedding as plotting
 
-FAST = os.environ.get("FUSEMAP_VIGNETTE_FAST") == "1"  # test suite: 3 epochs, 300 cells per section
-FIGURES = Path(os.environ.get("FUSEMAP_VIGNETTE_FIGURES", "vignettes/_build/figures")) / "03_map_and_transfer"
-FIGURES.mkdir(parents=True, exist_ok=True)
-TRAIN = dict(max_epochs=3, n_latent=16, n_hidden=64, batch_size=128) if FAST else {}
-MAP = dict(max_epochs=3, batch_size=128) if FAST else {}
+from tutorial import FAST, MAP, TRAIN, Tutorial  # fast mode for the test suite, figure folders, show()
 
-
-def show(fig, name):
-    """Write the figure to FIGURES/name.png and show it (inline in a notebook)."""
-    path = FIGURES / f"{name}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-
-        if get_ipython() is not None:
-            display(Image(filename=str(path)))
-    except ImportError:
-        pass
-    print(f"figure: {path}")
-
+tutorial = Tutorial("03_map_and_transfer")
+FIGURES, OUTPUTS, show = tutorial.figures, tutorial.outputs, tutorial.show
 
 print("fusemap", fusemap.__version__, "| data folder:", datasets.data_dir(), "| fast mode:", FAST)
 
@@ -93,7 +73,7 @@ print("query:", query_name, query.shape, f"- {len(shared)} of its genes are in t
 # %%
 t0 = time.perf_counter()
 model = fusemap.integrate(reference, seed=0, progress=False, **TRAIN)
-model_dir = FIGURES.parent.parent / "outputs" / "03_map_and_transfer" / "reference_model"
+model_dir = OUTPUTS / "reference_model"
 model.save(model_dir, overwrite=True)
 print(f"reference trained in {time.perf_counter() - t0:.0f} s, saved to {model_dir}")
 

@@ -38,10 +38,8 @@
 # the reference; BZ14 is mapped onto it.
 
 # %%
-import os
 import time
 import warnings
-from pathlib import Path
 
 import anndata as ad
 import matplotlib.pyplot as plt
@@ -58,30 +56,10 @@ from fusemap.pl import embedding as plotting
 from fusemap.io.spatialdata import add_imputed_table, save_spatialdata, sections_from_spatialdata
 
 warnings.filterwarnings("ignore", category=UserWarning)  # spatialdata's notes about table annotations
-FAST = os.environ.get("FUSEMAP_VIGNETTE_FAST") == "1"  # test suite: 3 epochs, 300 cells per section
-FIGURES = Path(os.environ.get("FUSEMAP_VIGNETTE_FIGURES", "vignettes/_build/figures")) / "04_spatialdata"
-FIGURES.mkdir(parents=True, exist_ok=True)
-OUTPUTS = FIGURES.parent.parent / "outputs" / "04_spatialdata"
-OUTPUTS.mkdir(parents=True, exist_ok=True)
-TRAIN = dict(max_epochs=3, n_latent=16, n_hidden=64, batch_size=128) if FAST else {}
-MAP = dict(max_epochs=3, batch_size=128) if FAST else {}
+from tutorial import FAST, MAP, TRAIN, Tutorial  # fast mode for the test suite, figure folders, show()
 
-
-def show(fig, name):
-    """Write the figure to FIGURES/name.png and show it (inline in a notebook)."""
-    path = FIGURES / f"{name}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-
-        if get_ipython() is not None:
-            display(Image(filename=str(path)))
-    except ImportError:
-        pass
-    print(f"figure: {path}")
-
+tutorial = Tutorial("04_spatialdata")
+FIGURES, OUTPUTS, show = tutorial.figures, tutorial.outputs, tutorial.show
 
 print("fusemap", fusemap.__version__, "| spatialdata", sd.__version__, "| fast mode:", FAST)
 

@@ -53,6 +53,8 @@ def environment(out: Path, fast: bool) -> dict:
     env.setdefault("FUSEMAP_DATA_DIR", str((ROOT / ".." / "shared" / "data").resolve()))
     env["FUSEMAP_VIGNETTE_FIGURES"] = str(out / "figures")
     env["MPLBACKEND"] = "Agg"
+    # the tutorials import their shared set-up (vignettes/tutorial.py)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "vignettes"), env.get("PYTHONPATH")]))
     if fast:
         env["FUSEMAP_VIGNETTE_FAST"] = "1"
     else:

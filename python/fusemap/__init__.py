@@ -5,6 +5,20 @@ Main entry points: :func:`integrate` (train and write embeddings), :class:`FuseM
 embeddings), :func:`transfer_labels` (annotations from reference to query),
 :mod:`fusemap.datasets` (simulated and shared real data), :mod:`fusemap.tl` (atlas analyses:
 regions, nomenclatures, gene panels, proximity, imputation check) and :mod:`fusemap.pl` (their figures).
+
+Layers, each importing only from those below it:
+
+- :mod:`fusemap.cli`: the command line; parses flags and calls the functions below.
+- :mod:`fusemap.pl` over :mod:`fusemap.tl`: figures over analyses.
+- tasks: :mod:`~fusemap.api` (integrate), :mod:`~fusemap.mapping`, :mod:`~fusemap.imputation`,
+  :mod:`~fusemap.transfer`.
+- the model: :mod:`~fusemap.model` (one state setter for training, loading and mapping),
+  :mod:`~fusemap.training`, :mod:`~fusemap.inference`, :mod:`~fusemap.module`,
+  :mod:`~fusemap.graph`, :mod:`~fusemap.sampler`, :mod:`~fusemap.validation`.
+- :mod:`fusemap.io`: reading sections (one reader), writing results (one writer), atomic files
+  and output folders, SpatialData, on-disk sections, the R exchange.
+- foundations: :mod:`~fusemap.config`, :mod:`~fusemap.vocabulary`, :mod:`~fusemap.preprocess`,
+  :mod:`~fusemap.balance`, :mod:`~fusemap.errors`.
 """
 
 __version__ = "0.1.0"

@@ -10,12 +10,13 @@ it onto another section's cell types.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 MAX_CLUSTER_CELLS = 50_000
 """Cells per section used to find clusters; the rest join their nearest centroid."""
 
 
-def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> "sp.csr_matrix":
+def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> sp.csr_matrix:
     """Exact kNN graph with UMAP's fuzzy-union edge weights (what ``sc.pp.neighbors`` computes).
 
     Written with numpy instead of calling scanpy/umap: umap's numba kernels are compiled afresh in
@@ -24,8 +25,6 @@ def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> "sp.csr_matrix
     sum_j exp(-(d_j - rho) / sigma) = log2(k) (bisection, as UMAP does), directed weights
     exp(-(d - rho) / sigma), then the fuzzy union A + Aᵀ - A∘Aᵀ.
     """
-    import scipy.sparse as sp
-
     x = np.asarray(emb, dtype=np.float32)
     n = x.shape[0]
     k = min(n_neighbors, n)
@@ -128,7 +127,7 @@ def leiden_labels(emb: np.ndarray, resolution: float, seed: int, n_neighbors: in
 
     Calls igraph directly, as ``sc.tl.leiden(flavor="igraph", n_iterations=2)`` does, with the same
     graph (every stored entry an edge) and the same seeded generator, so the labels are scanpy's
-    (``tests/test_balance_graph.py``) without scanpy's import (~150 MB, seconds of CPU) in training.
+    (``tests/core/test_balance_graph.py``) without scanpy's import (~150 MB, seconds of CPU) in training.
     """
     import igraph
     import random

@@ -26,7 +26,7 @@ def build_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY,
     """Build the spatial graph squidpy builds and store it in squidpy's keys of ``adata``.
 
     Delaunay graphs of one library (the default) are computed here with scipy, exactly as
-    squidpy's ``DelaunayBuilder`` computes them (``tests/test_graph.py`` checks equality): importing
+    squidpy's ``DelaunayBuilder`` computes them (``tests/core/test_graph.py`` checks equality): importing
     squidpy costs ~200 MB and ~5 CPU s per process, more than the whole model of a small atlas.
     kNN and radius graphs, and graphs over several libraries, are built by squidpy itself.
     """

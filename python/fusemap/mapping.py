@@ -29,16 +29,14 @@ gene columns, gene offsets, the reference's own discriminators - stays bit-for-b
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
 import warnings
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
-from ._constants import SPATIAL_KEY
 from .config import TrainConfig
 from .errors import FuseMapInputError, FuseMapModelError, FuseMapWarning
 from .inference import embed_section

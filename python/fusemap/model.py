@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp

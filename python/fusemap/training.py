@@ -31,7 +31,7 @@ from .config import FuseMapConfig
 from .errors import FuseMapWarning
 from .inference import embed_section
 from .module import FuseMapModule, adversarial_loss, discriminator_loss, mmd_loss
-from .optim import Adam
+from torch.optim import Adam
 from .sampler import EpochPlan, SectionData, iterate_blocks
 
 log = logging.getLogger("fusemap")
@@ -87,6 +87,7 @@ def fingerprint(cfg: FuseMapConfig, sections: Sequence[SectionData]) -> str:
     for k in ("max_epochs", "device", "progress", "num_workers"):
         d["train"].pop(k, None)
     d["sections"] = [(s.name, s.n_obs, s.genes.tolist()) for s in sections]
+    d["optimiser"] = "torch.optim.Adam"  # checkpoints of fusemap's former hand-written Adam do not resume
     h = hashlib.blake2b(json.dumps(d, sort_keys=True, default=str).encode(), digest_size=20)
     for s in sections:  # the data too: other cells of the same size must not resume this run
         for m in (s.x, s.a_hat):
@@ -282,7 +283,7 @@ class Trainer:
                 logs.update(disc=d_loss.detach(), adv_cell=adv_c.detach(), adv_spatial=adv_t.detach())
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
-            self.dist.sync_gradients(self.opt_g.params)
+            self.dist.sync_gradients(self.opt_g.param_groups[0]["params"])
             self.opt_g.step()
             k = sum(b.n_seeds for b in blocks)
             for key, val in logs.items():

@@ -433,7 +433,7 @@ def _dict(v) -> dict:
 
 # -- SpatialExperiment through rpy2 ---------------------------------------------------------------------------
 # The R side of the exchange for Python users (the R package FuseMap has its own copy in R/parts.R;
-# tests/test_io_r.py checks that files written here read correctly in R).
+# tests/io/test_io_r.py checks that files written here read correctly in R).
 _R_CODE = r"""
 function() {
   e <- new.env()

@@ -11,6 +11,12 @@ import numpy as np
 import pandas as pd
 
 from .._constants import CELL_EMBEDDING, SECTION_COLUMN, SPATIAL_EMBEDDING, SPATIAL_KEY
+from ..tl.regions import leiden_on_graph
+
+
+def _categories(labels: np.ndarray) -> pd.Categorical:
+    """Cluster labels as a categorical ordered '0', '1', ... (scanpy's order)."""
+    return pd.Categorical(labels, categories=sorted(set(labels), key=int))
 
 
 def _palette(n: int) -> list:
@@ -41,8 +47,7 @@ def cluster_and_umap(pooled: ad.AnnData, resolution: float = 0.8, seed: int = 0,
     import scanpy as sc
 
     sc.pp.neighbors(pooled, use_rep="emb", n_neighbors=n_neighbors, random_state=seed)
-    sc.tl.leiden(pooled, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2,
-                 directed=False, key_added="cluster")
+    pooled.obs["cluster"] = _categories(leiden_on_graph(pooled, resolution, seed))
     sc.tl.umap(pooled, random_state=seed)
     return pooled
 
@@ -168,8 +173,7 @@ def tissue_clusters(sdata, key: str = SPATIAL_EMBEDDING, *, table: str | Sequenc
     import scanpy as sc
 
     sc.pp.neighbors(pooled, use_rep="emb", n_neighbors=15, random_state=seed)
-    sc.tl.leiden(pooled, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2,
-                 directed=False, key_added="cluster")
+    pooled.obs["cluster"] = _categories(leiden_on_graph(pooled, resolution, seed))
     cats = list(pooled.obs["cluster"].cat.categories)
     start = 0
     panels = []

@@ -123,7 +123,6 @@ def pooled(data: Any, section_key: str | None = None, argname: str = "data") -> 
             and data.obs[SECTION_COLUMN].nunique() > 1):
         section_key = SECTION_COLUMN
     sections = read_sections(data, section_key, argname=argname)
-    names = list(sections.names)
     ids, sec = [], []
     for name, a in sections.items():
         ids.extend(f"{name}:{c}" for c in a.obs_names)

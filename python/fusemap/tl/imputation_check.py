@@ -15,7 +15,6 @@ section B. Following the paper (10 x 10 grid, Pearson's r over squares), genes f
 
 from __future__ import annotations
 
-from typing import Any
 
 import anndata as ad
 import numpy as np

@@ -33,15 +33,19 @@ def leiden(embedding: np.ndarray, resolution: float = 0.5, n_neighbors: int = 15
     a = ad.AnnData(np.zeros((n, 0), dtype=np.float32))
     a.obsm["emb"] = np.asarray(embedding, dtype=np.float32)
     sc.pp.neighbors(a, use_rep="emb", n_neighbors=min(n_neighbors, n - 1), random_state=seed)
-    return _leiden_on_graph(a, resolution, seed)
+    return leiden_on_graph(a, resolution, seed)
 
 
-def _leiden_on_graph(a: ad.AnnData, resolution: float, seed: int) -> np.ndarray:
+def leiden_on_graph(a: ad.AnnData, resolution: float, seed: int) -> np.ndarray:
+    """Leiden labels on the neighbour graph ``sc.pp.neighbors`` stored in ``a`` (the one Leiden
+    call of tl and pl; training's balance weights use :func:`fusemap.balance.leiden_labels`)."""
     import scanpy as sc
 
     sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=-1,
                  directed=False, key_added="_leiden")
-    return a.obs["_leiden"].astype(str).to_numpy(dtype=object)
+    labels = a.obs["_leiden"].astype(str).to_numpy(dtype=object)
+    del a.obs["_leiden"]
+    return labels
 
 
 def leiden_n_clusters(embedding: np.ndarray, n_clusters: int, n_neighbors: int = 15, seed: int = 0,
@@ -63,7 +67,7 @@ def leiden_n_clusters(embedding: np.ndarray, n_clusters: int, n_neighbors: int =
     best: tuple[int, np.ndarray, float] | None = None
     # grow the upper bound until it gives enough clusters
     for _ in range(8):
-        labels = _leiden_on_graph(a, hi, seed)
+        labels = leiden_on_graph(a, hi, seed)
         k = len(set(labels))
         best = _closer(best, k, labels, hi, n_clusters)
         if k >= n_clusters:
@@ -73,7 +77,7 @@ def leiden_n_clusters(embedding: np.ndarray, n_clusters: int, n_neighbors: int =
         if best[0] == n_clusters:
             break
         mid = (lo + hi) / 2
-        labels = _leiden_on_graph(a, mid, seed)
+        labels = leiden_on_graph(a, mid, seed)
         k = len(set(labels))
         best = _closer(best, k, labels, mid, n_clusters)
         if k < n_clusters:

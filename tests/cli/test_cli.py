@@ -1,13 +1,10 @@
 """The command line writes the documented layout, atomically, and refuses to clobber output."""
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 import pytest
 
 from fusemap.cli import main
-
-from conftest import FAST
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Molecular tissue regions: Leiden on the spatial embedding, sub-levels, markers, figures."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from fusemap import FuseMapInputError, datasets

@@ -7,7 +7,6 @@ import sys
 
 import anndata as ad
 import numpy as np
-import pytest
 import torch
 
 from fusemap import cli, datasets, distributed
@@ -98,9 +97,9 @@ def test_two_process_integrate_matches_one_process(tmp_path):
     one, two = _transfer(tmp_path / "one", names), _transfer(tmp_path / "two", names)
     print("\nkNN transfer accuracy, one process:", one, "two processes:", two)
     for label in one:
-        # measured at these settings (30 of 40 panel genes shared, section effect 0.3): one process
-        # 0.47 / 0.46 (cell type / region), chance about 0.2 / 0.3; the harder data this test used
-        # before (15 shared, effect 0.8) stayed at 0.26 / 0.31 after 12 epochs.
+        # measured at these settings (30 of 40 panel genes shared, section effect 0.3), one process,
+        # seeds 0-3: cell type 0.48-0.63, region 0.45-0.66 (float32; chance about 0.2 / 0.3).
         assert one[label] > 0.35 and two[label] > 0.35
-        # two processes draw other dropout noise, so they are another seed of the same procedure
-        assert two[label] >= one[label] - 0.08
+        # two processes draw other dropout noise, so they are another seed of the same procedure:
+        # they must land within the seeds' spread (0.16) below seed 0
+        assert two[label] >= one[label] - 0.16
