@@ -21,7 +21,7 @@ Layers, each importing only from those below it:
   :mod:`~fusemap.balance`, :mod:`~fusemap.errors`.
 """
 
-__version__ = "0.1.0"
+from ._constants import VERSION as __version__  # noqa: E402
 
 from ._constants import CELL_EMBEDDING, SPATIAL_EMBEDDING  # noqa: E402
 from .api import integrate  # noqa: E402
@@ -46,6 +46,7 @@ __all__ = [
     "PreprocessConfig",
     "TrainConfig",
     "TransferResult",
+    "__version__",
     "datasets",
     "impute",
     "integrate",

@@ -1,5 +1,8 @@
 """Keys under which fusemap reads and writes AnnData fields: one table for code and tests."""
 
+VERSION = "0.1.0"
+"""The package version (pyproject.toml names the same), kept here so any layer can record it."""
+
 CELL_EMBEDDING = "X_fusemap_cell"
 SPATIAL_EMBEDDING = "X_fusemap_spatial"
 GENE_EMBEDDING_VARM = "fusemap_gene_embedding"

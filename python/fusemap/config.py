@@ -182,13 +182,14 @@ class FuseMapConfig:
         if not overrides:
             return self
         owner = {f.name: name for name, sub in _SUBCONFIGS.items() for f in fields(sub)}
+        types = {f.name: str(f.type) for sub in _SUBCONFIGS.values() for f in fields(sub)}
         grouped: dict[str, dict[str, Any]] = {}
         for key, value in overrides.items():
             if key not in owner:
                 raise FuseMapInputError(
                     f"unknown option {key!r}. Valid options: {sorted(owner)}."
                 )
-            grouped.setdefault(owner[key], {})[key] = value
+            grouped.setdefault(owner[key], {})[key] = _whole_to_int(value, types[key])
         parts = {name: replace(getattr(self, name), **grouped.get(name, {})) for name in _SUBCONFIGS}
         out = FuseMapConfig(**parts)
         out.check()
@@ -245,6 +246,15 @@ class FuseMapConfig:
 
 
 _KINDS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _whole_to_int(value: Any, annotation: str) -> Any:
+    """64.0 -> 64 for an integer option (R and JSON send whole numbers as doubles); 2.5 stays, and
+    :func:`_check_type` names it."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if "int" in kinds and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _check_type(name: str, value: Any, annotation: str) -> None:

@@ -1,20 +1,6 @@
 """Imputation: expression of any gene of the model's vocabulary in any of its sections.
 
-Public API
-----------
-``impute(model, data=None, genes=None, *, method="decoder", neighbors=50, chunk_size=4096,
-gene_chunk_size=2048, section_key=None, out=None, overwrite=False) -> anndata.AnnData``
-    ``model``: a trained :class:`~fusemap.FuseMap` (reference or mapped; mapped query sections
-    are imputed like any other). ``data``: which cells - ``None`` (every section whose data is
-    attached to the model), a section name or list of names (data attached), or the sections
-    themselves (AnnData, list/dict of AnnData, ``.h5ad`` path(s) or folder; each must be a
-    section the model knows, with the genes it was trained on). ``genes``: gene symbols (matched
-    with the model's case rule) or ``None`` for the whole vocabulary. Returns cells x genes on the
-    model's preprocessed scale (log1p of library-size-normalised counts divided by the section's
-    per-gene standard deviation), with the sections' cell names and ``obs``, ``obsm['spatial']``,
-    ``var['measured_in']`` (sections of the result that measured the gene) and
-    ``uns['fusemap_imputation']``. With ``out=PATH.h5ad`` the matrix is streamed into that file
-    block by block (never held in memory) and the file is returned opened in backed mode.
+Public API: :func:`impute` (its docstring lists the arguments).
 
 Read-outs (DESIGN.md §2.5)
 --------------------------
@@ -71,8 +57,8 @@ from .errors import FuseMapInputError
 from .inference import cell_means, full_graph
 from .model import FuseMap, prepare_sections
 from .sampler import SectionData
-from .io.files import atomic_file
-from .io.sections import match_model_sections, read_sections
+from .io.files import atomic_file, check_target
+from .io.sections import match_model_sections, paths_of, read_sections
 from .io.sectionset import SectionSet
 from .vocabulary import GeneVocabulary
 
@@ -379,19 +365,47 @@ def _check_options(method: str, chunk_size: int, gene_chunk_size: int, neighbors
             raise FuseMapInputError(f"{name}={value!r} must be a positive integer.")
 
 
+def is_imputed_h5ad(path: Path) -> bool:
+    """An .h5ad that :func:`impute` wrote (its uns holds the imputation record): what
+    ``overwrite`` may replace."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return f"uns/{IMPUTATION_UNS}" in f
+    except (OSError, ValueError):
+        return False
+
+
+def is_imputed_store(path: Path) -> bool:
+    """A SpatialData store holding fusemap's imputed table."""
+    return (Path(path) / "tables" / IMPUTED_TABLE).is_dir()
+
+
 def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str = DEFAULT_METHOD,
            neighbors: int = DEFAULT_NEIGHBORS, chunk_size: int = 4096, gene_chunk_size: int = 2048,
            section_key: str | None = None, out: str | os.PathLike | None = None,
            overwrite: bool = False) -> ad.AnnData:
-    """Imputed expression (cells x genes) of sections the model knows; see the module docstring."""
+    """Imputed expression (cells x genes) of sections the model knows (module docstring: the read-outs).
+
+    ``model``: a trained :class:`~fusemap.FuseMap` (reference or mapped; mapped query sections
+    are imputed like any other). ``data``: which cells - ``None`` (every section whose data is
+    attached to the model), a section name or list of names (data attached), or the sections
+    themselves (AnnData, list/dict of AnnData, ``.h5ad`` path(s) or folder; each must be a
+    section the model knows, with the genes it was trained on). ``genes``: gene symbols (matched
+    with the model's case rule) or ``None`` for the whole vocabulary. Returns cells x genes on the
+    model's preprocessed scale (log1p of library-size-normalised counts divided by the section's
+    per-gene standard deviation), with the sections' cell names and ``obs``, ``obsm['spatial']``,
+    ``var['measured_in']`` (sections of the result that measured the gene) and
+    ``uns['fusemap_imputation']``. With ``out=PATH.h5ad`` the matrix is streamed into that file
+    block by block (never held in memory) and the file is returned opened in backed mode.
+    """
     _check_options(method, chunk_size, gene_chunk_size, neighbors)
     if not model.is_trained:
         raise FuseMapInputError("model is untrained; train it (model.train()) before imputing.")
     names, pos = resolve_genes(model, genes)
     if out is not None:
-        out = Path(out)
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"out={str(out)!r} already exists; pass overwrite=True or choose another path.")
+        out = check_target(out, overwrite=overwrite, inputs=paths_of(data), flag="out", is_ours=is_imputed_h5ad)
     targets = resolve_targets(model, data, section_key)
     obs, var, uns, spatial = _frames(model, targets, names, pos, method, neighbors)
     blocks = iter_impute(model, targets, pos, method, chunk_size, gene_chunk_size, neighbors)

@@ -1,20 +1,6 @@
 """Query mapping: bring new sections into a trained reference's space without changing the reference.
 
-Public API
-----------
-``map_query(model_or_dir, query, section_key=None, *, reference=None, spatial_key=None,
-checkpoint_dir=None, resume=True, write=True, **overrides) -> FuseMap``
-    ``model_or_dir``: a trained :class:`~fusemap.FuseMap` or the directory of a saved one;
-    ``query``: new sections in any form :func:`fusemap.io.read_sections` accepts (AnnData,
-    list/dict of AnnData, ``.h5ad`` path(s) or folder; ``section_key`` splits one AnnData);
-    ``reference``: the reference sections' data (AnnData(s), files or folders), needed when the
-    model has none attached; for a model directory ``DIR/model`` the default is ``DIR/sections``
-    (the layout ``fusemap integrate`` writes). ``overrides``: training options only
-    (``max_epochs``, ``seed``, ``batch_size``, ``lr``, ``device`` ...); architecture and
-    preprocessing are fixed by the reference. Returns the mapped model (reference + query
-    sections, extended gene vocabulary) and, with ``write``, puts ``obsm['X_fusemap_cell']``,
-    ``obsm['X_fusemap_spatial']``, ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']`` into
-    the query AnnData objects.
+Public API: :func:`map_query` (its docstring lists the arguments).
 
 How (DESIGN.md §2.9): the reference module is copied; new encoders (and graph autoencoders and
 decoder gene offsets) are appended for the query sections and a new block of gene-embedding
@@ -157,7 +143,20 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list
 def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, reference: Any = None,
               spatial_key: str | None = None, checkpoint_dir: str | os.PathLike | None = None,
               resume: bool = True, write: bool = True, **overrides: Any) -> FuseMap:
-    """Map ``query`` sections onto a trained reference; see the module docstring."""
+    """Map new sections onto a trained reference without changing it (module docstring: how).
+
+    ``model_or_dir``: a trained :class:`~fusemap.FuseMap` or the directory of a saved one;
+    ``query``: new sections in any form :func:`fusemap.io.read_sections` accepts (AnnData,
+    list/dict of AnnData, ``.h5ad`` path(s) or folder; ``section_key`` splits one AnnData);
+    ``reference``: the reference sections' data (AnnData(s), files or folders), needed when the
+    model has none attached; for a model directory ``DIR/model`` the default is ``DIR/sections``
+    (the layout ``fusemap integrate`` writes). ``overrides``: training options only
+    (``max_epochs``, ``seed``, ``batch_size``, ``lr``, ``device`` ...); architecture and
+    preprocessing are fixed by the reference. Returns the mapped model (reference + query
+    sections, extended gene vocabulary) and, with ``write``, puts ``obsm['X_fusemap_cell']``,
+    ``obsm['X_fusemap_spatial']``, ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']`` into
+    the query AnnData objects.
+    """
     _check_overrides(overrides)
     ref = _reference_model(model_or_dir, reference, spatial_key, overrides.get("device"))
     spatial_key = ref.spatial_key if spatial_key is None else spatial_key

@@ -26,10 +26,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from . import __version__
 from ._constants import (CELL_EMBEDDING, CHECKSUMS_FILE, CONFIG_FILE, GENES_FILE, GRAPH_CONNECTIVITIES,
                          GRAPH_DISTANCES, HISTORY_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, SECTIONS_FILE,
-                         SPATIAL_EMBEDDING, SPATIAL_KEY, WEIGHTS_FILE)
+                         SPATIAL_EMBEDDING, SPATIAL_KEY, VERSION, WEIGHTS_FILE)
 from .config import FuseMapConfig, make_config
 from .distributed import rank_device
 from .errors import FuseMapInputError, FuseMapModelError
@@ -259,7 +258,7 @@ class FuseMap:
         st = self.train_state
         last = self.history[-1] if self.history else {}
         return {
-            "fusemap_version": __version__,
+            "fusemap_version": VERSION,
             "sections": list(self.section_names),
             "n_cells": [int(d.n_obs) for d in self.data] if self.data else [],
             "n_genes": int(len(self.vocabulary)),
@@ -310,7 +309,7 @@ class FuseMap:
             torch.save({k: v.detach().cpu() for k, v in self.module.state_dict().items()}, tmp / WEIGHTS_FILE)
             write_json(tmp / CONFIG_FILE, {
                 "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-                "fusemap_version": __version__, "config": self.config.to_dict(), "setup": self.setup,
+                "fusemap_version": VERSION, "config": self.config.to_dict(), "setup": self.setup,
                 "adversarial": self.adversarial, "n_disc_classes": self._n_disc_classes(),
                 "train_state": None if self.train_state is None else self.train_state.__dict__,
             })

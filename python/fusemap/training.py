@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed
+from .distributed import setup as setup_distributed
 from ._constants import CHECKPOINT_FILE
 from .balance import balance_weights
 from .config import FuseMapConfig
@@ -160,7 +160,7 @@ class Trainer:
         self.opt_g = Adam(gen_params, lr=self.t.lr, weight_decay=self.t.weight_decay)
         self.opt_d = Adam(module.discriminator_parameters(), lr=self.t.disc_lr)
         self._fingerprint = fingerprint(cfg, self.sections)
-        self.dist = distributed.setup(device)  # one process unless launched by torchrun
+        self.dist = setup_distributed(device)  # one process unless launched by torchrun
         self.bf16 = use_bf16(self.t.precision, device)
         if fixed is not None:
             self._fingerprint += "+fixed:" + ",".join(str(len(c)) for c in fixed.cell)

@@ -1,25 +1,6 @@
 """Label transfer: annotate query cells from labelled reference cells in the shared embedding.
 
-Public API
-----------
-``transfer_labels(reference, query, label_key, *, embedding="cell", method="mlp", hierarchy=None,
-min_cells=10, rare="exclude", holdout=0.2, n_neighbors=15, max_train_cells=200_000, seed=0,
-write=True) -> TransferResult``
-    ``reference``: labelled sections holding the FuseMap embeddings - AnnData, list/dict of
-    AnnData, ``.h5ad`` path(s) or folders (e.g. ``DIR/sections`` written by ``fusemap integrate``);
-    ``query``: sections holding embeddings in the same space (written by :func:`fusemap.map_query`
-    or ``fusemap map``), same accepted forms. ``label_key``: obs column of the reference to
-    transfer. ``embedding``: ``'cell'`` (``obsm['X_fusemap_cell']``, for cell types) or
-    ``'spatial'`` (``obsm['X_fusemap_spatial']``, for tissue regions). ``method``: ``'mlp'``
-    (a small neural network classifier on standardised embeddings, as in the paper), ``'knn'``
-    (majority of the ``n_neighbors`` nearest reference cells) or ``'ensemble'`` (the mean of both
-    classifiers' class probabilities). On the STARmap mosaic, BZ14 mapped onto BZ5 + BZ9, cell
-    types: MLP accuracy 0.605 / macro-F1 0.523, kNN 0.552 / 0.469, ensemble 0.597 / 0.505
-    (benchmarks/results/ablation/ABLATION.md), so the MLP stays the default. ``hierarchy``: obs column(s) of finer
-    levels nested in ``label_key``; each is transferred among the reference cells of the class
-    predicted at the level above. With ``write``, ``obs['fusemap_<key>']`` (predicted class) and
-    ``obs['fusemap_<key>_uncertainty']`` (1 - the classifier's highest class probability; for a
-    sub-level, conditional on the predicted parent) are written into the query for every level.
+Public API: :func:`transfer_labels` (its docstring lists the arguments).
 
 Held-out accuracy: a stratified ``holdout`` fraction of reference cells is kept out of training
 and predicted like query cells (hierarchically, so sub-level accuracy includes errors of the main
@@ -206,7 +187,24 @@ def transfer_labels(reference: Any, query: Any, label_key: str, *, embedding: st
                     hierarchy: str | Sequence[str] | None = None, min_cells: int = 10, rare: str = "exclude",
                     holdout: float = 0.2, n_neighbors: int = 15, max_train_cells: int | None = 200_000,
                     seed: int = 0, write: bool = True) -> TransferResult:
-    """Transfer ``label_key`` (and finer ``hierarchy`` levels) from reference to query cells."""
+    """Transfer ``label_key`` (and finer ``hierarchy`` levels) from reference to query cells.
+
+    ``reference``: labelled sections holding the FuseMap embeddings - AnnData, list/dict of
+    AnnData, ``.h5ad`` path(s) or folders (e.g. ``DIR/sections`` written by ``fusemap integrate``);
+    ``query``: sections holding embeddings in the same space (written by :func:`fusemap.map_query`
+    or ``fusemap map``), same accepted forms. ``label_key``: obs column of the reference to
+    transfer. ``embedding``: ``'cell'`` (``obsm['X_fusemap_cell']``, for cell types) or
+    ``'spatial'`` (``obsm['X_fusemap_spatial']``, for tissue regions). ``method``: ``'mlp'``
+    (a small neural network classifier on standardised embeddings, as in the paper), ``'knn'``
+    (majority of the ``n_neighbors`` nearest reference cells) or ``'ensemble'`` (the mean of both
+    classifiers' class probabilities). On the STARmap mosaic, BZ14 mapped onto BZ5 + BZ9, cell
+    types: MLP accuracy 0.605 / macro-F1 0.523, kNN 0.552 / 0.469, ensemble 0.597 / 0.505
+    (benchmarks/results/ablation/ABLATION.md), so the MLP stays the default. ``hierarchy``: obs column(s) of finer
+    levels nested in ``label_key``; each is transferred among the reference cells of the class
+    predicted at the level above. With ``write``, ``obs['fusemap_<key>']`` (predicted class) and
+    ``obs['fusemap_<key>_uncertainty']`` (1 - the classifier's highest class probability; for a
+    sub-level, conditional on the predicted parent) are written into the query for every level.
+    """
     if embedding not in EMBEDDINGS:
         raise FuseMapInputError(f"embedding={embedding!r} is not one of {list(EMBEDDINGS)}.")
     if method not in METHODS:

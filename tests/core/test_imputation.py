@@ -125,8 +125,15 @@ def test_streaming_to_h5ad(model, tmp_path):
     assert list(disk.obs_names) == list(mem.obs_names) and list(disk.var_names) == list(mem.var_names)
     assert disk.obsm["spatial"].shape == (mem.n_obs, 2)
     assert [p.name for p in tmp_path.iterdir()] == ["imputed.h5ad"]  # no temporary leftovers
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FuseMapInputError, match=r"out=.*already exists.*overwrite=True"):
         fusemap.impute(model, genes=None, out=out)
+    fusemap.impute(model, genes=["Gene0001"], out=out, overwrite=True).file.close()  # its own file
+    assert ad.read_h5ad(out).n_vars == 1
+    foreign = tmp_path / "mine.h5ad"
+    ad.AnnData(np.zeros((2, 2), dtype=np.float32)).write_h5ad(foreign)
+    with pytest.raises(FuseMapInputError, match="fusemap did not write"):
+        fusemap.impute(model, genes=None, out=foreign, overwrite=True)
+    assert ad.read_h5ad(foreign).shape == (2, 2)
 
 
 def test_sections_given_as_anndata_or_file(model, sections, tmp_path):

@@ -137,3 +137,24 @@ def test_wrong_type():
         as_sections(3)
     with pytest.raises(FuseMapInputError, match=r"data\[1\] is a str"):
         as_sections([fusemap.datasets.simulate(1, 20)[0], "x"])
+
+
+def test_a_table_joined_across_panels_keeps_each_sections_own_panel(sim_sections):
+    """anndata.concat(join="outer") fills the genes a section did not measure with NaN: they are
+    left out of that section's panel (not refused, and never read as silent genes)."""
+    import anndata as ad
+
+    for a in sim_sections:
+        a.X = a.X.toarray().astype(np.float32)
+    pooled = ad.concat(sim_sections, join="outer", fill_value=np.nan)
+    pooled.obs["section"] = pooled.obs["section"].astype("category")
+    assert np.isnan(pooled.X).any()
+    for matrix in (pooled.X, sp.csr_matrix(pooled.X)):
+        pooled.X = matrix
+        sets = as_sections(pooled, "section")
+        assert [sorted(a.var_names) for a in sets.adatas] == [sorted(a.var_names) for a in sim_sections]
+    x = pooled.X.toarray()
+    x[0, list(pooled.var_names).index(sim_sections[0].var_names[0])] = np.nan  # cell 0 is section 0's
+    pooled.X = x
+    with pytest.raises(FuseMapInputError, match="NaN/inf"):  # a stray NaN in a measured gene: an error
+        fusemap.FuseMap(pooled, section_key="section", progress=False)

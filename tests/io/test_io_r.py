@@ -19,7 +19,7 @@ from conftest import require_data
 os.environ.setdefault("RPY2_CFFI_MODE", "ABI")
 pytest.importorskip("rpy2", reason="rpy2 not installed (scripts/setup_r.sh installs it)")
 
-from fusemap import datasets, io  # noqa: E402
+from fusemap import FuseMapInputError, datasets, io  # noqa: E402
 
 try:
     from fusemap.io.r_exchange import _r
@@ -158,11 +158,11 @@ def test_rds_written_in_r_reads_in_python(tmp_path):
 
 
 def test_bad_input_is_refused_with_the_reason(tmp_path):
-    with pytest.raises(io.FuseMapInputError, match="must be an AnnData"):
+    with pytest.raises(FuseMapInputError, match="must be an AnnData"):
         io.anndata_to_spe("not an anndata")
-    with pytest.raises(io.FuseMapInputError, match="does not exist"):
+    with pytest.raises(FuseMapInputError, match="does not exist"):
         io.read_rds(tmp_path / "missing.rds")
     import rpy2.robjects as ro
 
-    with pytest.raises(io.FuseMapInputError, match="SpatialExperiment or SingleCellExperiment"):
+    with pytest.raises(FuseMapInputError, match="SpatialExperiment or SingleCellExperiment"):
         io.spe_to_anndata(ro.r("data.frame(a = 1)"))

@@ -75,25 +75,6 @@ def _map(args):
 
 
 # -- impute -----------------------------------------------------------------------------------------------
-def _is_imputed_h5ad(path: Path) -> bool:
-    """An .h5ad that ``fusemap impute`` wrote (its uns holds the imputation record)."""
-    from ..imputation import IMPUTATION_UNS
-
-    try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return f"uns/{IMPUTATION_UNS}" in f
-    except (OSError, ValueError):
-        return False
-
-
-def _is_imputed_store(path: Path) -> bool:
-    from ..imputation import IMPUTED_TABLE
-
-    return (path / "tables" / IMPUTED_TABLE).is_dir()
-
-
 def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike | None, *,
                genes: Sequence[str] | None, section_key: str | None = None, method: str | None = None,
                chunk_size: int = 4096, overwrite: bool = False, device: str | None = None, table: Any = None,
@@ -103,7 +84,8 @@ def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike |
     From a SpatialData store, ``out`` ending in ``.zarr`` (or ``in_place``) gives the store with a
     table ``fusemap_imputed`` annotating the same elements instead of an ``.h5ad`` file.
     """
-    from ..imputation import DEFAULT_METHOD, DEFAULT_NEIGHBORS, impute, impute_to_store, resolve_genes
+    from ..imputation import (DEFAULT_METHOD, DEFAULT_NEIGHBORS, impute, impute_to_store, is_imputed_h5ad,
+                              is_imputed_store, resolve_genes)
     from ..io.sections import read_sections
     from ..model import FuseMap
 
@@ -116,7 +98,7 @@ def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike |
     out = None if out is None else Path(out)
     if out is not None:
         check_target(out, overwrite=overwrite, inputs=paths(model, sections),
-                     is_ours=_is_imputed_store if out.suffix == ".zarr" else _is_imputed_h5ad)
+                     is_ours=is_imputed_store if out.suffix == ".zarr" else is_imputed_h5ad)
     fm = FuseMap.load(model, device=device)
     resolve_genes(fm, genes)  # unknown genes are reported before any section is read
     data = read_sections(sections, section_key, table=table, coordinate_system=coordinate_system,

@@ -141,20 +141,24 @@ def check_target(target: str | os.PathLike, *, overwrite: bool, inputs: Sequence
     """Refuse, before any work, an output that would destroy something fusemap did not write.
 
     ``inputs`` are the paths the job reads; ``is_ours(path)`` tells whether an existing target was
-    written by fusemap (default: a folder whose manifest lists everything in it).
+    written by fusemap (default: a folder whose manifest lists everything in it). ``flag`` is how
+    the caller names the output: a CLI flag (``--out``) or a Python argument (``out``).
     """
     target = Path(target)
+    cli = flag.startswith("--")
+    shown = f"{flag} {str(target)!r}" if cli else f"{flag}={str(target)!r}"
+    again = "--overwrite" if cli else "overwrite=True"
     resolved = target.resolve()
     for src in _input_paths(inputs):
         if _inside(src, resolved):
             raise FuseMapInputError(
-                f"{flag} {str(target)!r} {'is' if src == resolved else 'holds'} the input {str(src)!r}; "
-                f"writing there would replace the input. Choose an {flag} outside the inputs' paths."
+                f"{shown} {'is' if src == resolved else 'holds'} the input {str(src)!r}; writing there "
+                f"would replace the input. Choose {flag} outside the inputs' paths."
             )
     if _inside(Path.cwd().resolve(), resolved):
         raise FuseMapInputError(
-            f"{flag} {str(target)!r} is the current directory (or one above it), which cannot be replaced; "
-            f"name a new folder, e.g. {flag} results/run1."
+            f"{shown} is the current directory (or one above it), which cannot be replaced; name a new "
+            f"folder, e.g. {flag}{' ' if cli else '='}results/run1."
         )
     if not target.exists():
         return target
@@ -162,16 +166,16 @@ def check_target(target: str | os.PathLike, *, overwrite: bool, inputs: Sequence
         return target
     if not overwrite:
         raise FuseMapInputError(
-            f"{flag} {str(target)!r} already exists and is not empty; pass --overwrite to replace an "
-            "earlier fusemap result there, or choose another path."
+            f"{shown} already exists and is not empty; pass {again} to replace an earlier fusemap "
+            "result there, or choose another path."
         )
     ours = is_ours(target) if is_ours is not None else (target.is_dir() and not foreign_entries(target))
     if not ours:
         what = (f"holds {foreign_entries(target)[:5]}, which fusemap did not write" if target.is_dir()
                 else "is a file fusemap did not write")
         raise FuseMapInputError(
-            f"{flag} {str(target)!r} {what}; --overwrite only replaces fusemap's own results. Choose "
-            "another path, or move those files away first."
+            f"{shown} {what}; {again} only replaces fusemap's own results. Choose another path, or "
+            "move those files away first."
         )
     return target
 
@@ -206,11 +210,11 @@ class OutputDir:
         return p
 
     def commit(self, drop: Sequence[str] = ()) -> Path:
-        from .. import __version__
+        from .._constants import VERSION
 
         for d in drop:
             shutil.rmtree(self.partial / d, ignore_errors=True)
         entries = sorted(e.name for e in self.partial.iterdir() if e.name != MANIFEST)
-        write_json(self.partial / MANIFEST, {"written_by": "fusemap", "fusemap_version": __version__,
+        write_json(self.partial / MANIFEST, {"written_by": "fusemap", "fusemap_version": VERSION,
                                              "command": self.command, "entries": entries})
         return replace_dir(self.partial, self.target)

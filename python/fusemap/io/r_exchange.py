@@ -432,117 +432,10 @@ def _dict(v) -> dict:
 
 
 # -- SpatialExperiment through rpy2 ---------------------------------------------------------------------------
-# The R side of the exchange for Python users (the R package FuseMap has its own copy in R/parts.R;
-# tests/io/test_io_r.py checks that files written here read correctly in R).
-_R_CODE = r"""
-function() {
-  e <- new.env()
-  e$matrix_from_part <- function(p, n_obs, n_vars) {
-    if (identical(p$kind, "sparse")) {
-      methods::new("dgCMatrix", i = as.integer(p$indices), p = as.integer(p$indptr),
-                   x = as.numeric(p$data), Dim = c(as.integer(n_vars), as.integer(n_obs)))
-    } else matrix(as.numeric(p$values), nrow = n_vars, ncol = n_obs)
-  }
-  e$column_from_part <- function(p) {
-    na <- as.logical(p$na)
-    switch(p$kind,
-      factor = factor(as.character(p$levels)[ifelse(p$codes < 0L, NA, p$codes + 1L)],
-                      levels = as.character(p$levels), ordered = isTRUE(p$ordered)),
-      double = as.numeric(p$values),
-      logical = { v <- as.logical(p$values); v[na] <- NA; v },
-      integer = { v <- as.integer(p$values); v[na] <- NA; v },
-      character = { v <- as.character(p$values); v[na] <- NA; v })
-  }
-  e$frame_from_part <- function(p, n, rn) {
-    cols <- lapply(p$columns, e$column_from_part)
-    names(cols) <- as.character(p$names)
-    S4Vectors::DataFrame(cols, row.names = rn, check.names = FALSE)
-  }
-  e$emb_from_part <- function(p, n) matrix(as.numeric(p$values), nrow = n, ncol = p$ncol, byrow = TRUE)
-  e$spe_from_parts <- function(p) {
-    n_obs <- p$n_obs; n_vars <- p$n_vars
-    cn <- as.character(p$obs_names); rn <- as.character(p$var_names)
-    assays <- lapply(p$assays, e$matrix_from_part, n_obs = n_obs, n_vars = n_vars)
-    names(assays) <- as.character(p$assay_names)
-    assays <- lapply(assays, function(m) { dimnames(m) <- list(rn, cn); m })
-    cd <- e$frame_from_part(p$obs, n_obs, cn)
-    rd <- e$frame_from_part(p$var, n_vars, rn)
-    rdims <- lapply(p$reduced, e$emb_from_part, n = n_obs)
-    names(rdims) <- as.character(p$reduced_names)
-    coords <- NULL
-    if (!is.null(p$spatial)) {
-      coords <- e$emb_from_part(p$spatial, n_obs)
-      colnames(coords) <- as.character(p$spatial_names)
-    }
-    spe <- SpatialExperiment::SpatialExperiment(assays = assays, colData = cd, rowData = rd,
-                                                spatialCoords = coords,
-                                                metadata = if (is.null(p$uns)) list() else p$uns)
-    if (length(rdims)) SingleCellExperiment::reducedDims(spe) <- rdims
-    spe
-  }
-  e$column_to_part <- function(v, where) {
-    if (is.factor(v)) {
-      return(list(kind = "factor", codes = ifelse(is.na(v), -1L, as.integer(v) - 1L),
-                  levels = levels(v), ordered = is.ordered(v)))
-    }
-    na <- is.na(v)
-    if (is.logical(v)) return(list(kind = "logical", values = ifelse(na, FALSE, v), na = na))
-    if (is.integer(v)) return(list(kind = "integer", values = ifelse(na, 0L, v), na = na))
-    if (is.numeric(v)) return(list(kind = "double", values = as.numeric(v)))
-    if (!is.character(v)) {
-      if (!is.atomic(v) || !is.null(dim(v))) return(NULL)
-      v <- as.character(v); na <- is.na(v)
-    }
-    list(kind = "character", values = ifelse(na, "", v), na = na)
-  }
-  e$frame_to_part <- function(df, where) {
-    cols <- list(); nm <- character(0); dropped <- character(0)
-    for (name in colnames(df)) {
-      part <- e$column_to_part(df[[name]], name)
-      if (is.null(part)) dropped <- c(dropped, paste0(where, "$", name))
-      else { cols[[length(cols) + 1L]] <- part; nm <- c(nm, name) }
-    }
-    list(part = list(names = nm, columns = cols), dropped = dropped)
-  }
-  e$spe_to_parts <- function(x, X_name) {
-    an <- SummarizedExperiment::assayNames(x)
-    if (is.null(X_name)) X_name <- if ("counts" %in% an) "counts" else an[1]
-    order <- c(X_name, setdiff(an, X_name))
-    assays <- lapply(order, function(a) {
-      m <- SummarizedExperiment::assay(x, a, withDimnames = FALSE)
-      if (methods::is(m, "sparseMatrix")) {
-        m <- methods::as(methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix"), "dMatrix")
-        list(kind = "sparse", data = m@x, indices = m@i, indptr = m@p)
-      } else list(kind = "dense", values = as.numeric(as.matrix(m)))
-    })
-    cn <- colnames(x); if (is.null(cn)) cn <- as.character(seq_len(ncol(x)))
-    rn <- rownames(x); if (is.null(rn)) rn <- as.character(seq_len(nrow(x)))
-    obs <- e$frame_to_part(SummarizedExperiment::colData(x), "colData")
-    var <- e$frame_to_part(SummarizedExperiment::rowData(x), "rowData")
-    dropped <- c(obs$dropped, var$dropped)
-    spatial <- NULL; spatial_names <- character(0)
-    if (methods::is(x, "SpatialExperiment")) {
-      sc <- SpatialExperiment::spatialCoords(x)
-      if (ncol(sc) > 0) {
-        spatial <- list(values = as.numeric(t(sc)), ncol = ncol(sc))
-        spatial_names <- colnames(sc)
-      }
-      if (nrow(SpatialExperiment::imgData(x)) > 0) dropped <- c(dropped, "imgData")
-    }
-    rdn <- SingleCellExperiment::reducedDimNames(x)
-    reduced <- lapply(rdn, function(n) {
-      m <- as.matrix(SingleCellExperiment::reducedDim(x, n, withDimnames = FALSE))
-      list(values = as.numeric(t(m)), ncol = ncol(m))
-    })
-    if (length(SingleCellExperiment::altExpNames(x))) dropped <- c(dropped, "altExps")
-    list(n_obs = ncol(x), n_vars = nrow(x), obs_names = cn, var_names = rn, X_name = X_name,
-         assay_names = order, assays = assays, obs = obs$part, var = var$part,
-         spatial = spatial, spatial_names = spatial_names, reduced_names = rdn, reduced = reduced,
-         uns = S4Vectors::metadata(x), dropped = dropped)
-  }
-  e
-}
-"""
+# The R side of the exchange is the R package's own code: exchange.R beside this file is generated
+# from rpkg/R/parts.R (scripts/generate_exchange_r.py; tests/io/test_io_r.py checks they agree and
+# that files written here read correctly in R).
+EXCHANGE_R = Path(__file__).with_name("exchange.R")
 _R_ENV = None
 
 
@@ -572,7 +465,8 @@ def _r():
               'requireNamespace("SpatialExperiment", quietly = TRUE)))')()[0]
     if not ok:
         raise ImportError("the R package SpatialExperiment is not installed; run scripts/setup_r.sh.")
-    _R_ENV = ro.r(_R_CODE)()
+    load = ro.r("function(path) { e <- new.env(); sys.source(path, envir = e, keep.source = FALSE); e }")
+    _R_ENV = load(str(EXCHANGE_R))
     return _R_ENV
 
 
@@ -625,6 +519,8 @@ def _from_r(obj, scalars: bool = False):
             n not in ("", ri.NA_Character) for n in names)
         items = [_from_r(x, scalars) for x in obj]
         return dict(zip([str(n) for n in names], items)) if has_names else items
+    if isinstance(obj, ri.ByteSexpVector):  # the wire form's raw bytes
+        return bytes(obj)
     if isinstance(obj, (ri.StrSexpVector,)):
         arr = np.asarray([str(x) for x in obj], dtype=str)
     elif isinstance(obj, ri.BoolSexpVector):
@@ -646,7 +542,7 @@ def _from_r(obj, scalars: bool = False):
 def anndata_to_spe(adata: ad.AnnData, X_name: str | None = None):
     """An rpy2 SpatialExperiment holding ``adata`` (see the module docstring for the mapping)."""
     env = _r()
-    return env["spe_from_parts"](_to_r(anndata_to_parts(adata, X_name)))
+    return env[".parts_to_spe"](_to_r(anndata_to_parts(adata, X_name)))
 
 
 def spe_to_anndata(spe, X_name: str | None = None) -> ad.AnnData:
@@ -660,17 +556,17 @@ def spe_to_anndata(spe, X_name: str | None = None) -> ad.AnnData:
         raise FuseMapInputError(
             f"spe must be a SpatialExperiment or SingleCellExperiment; found R class {cls}."
         )
-    if X_name is not None:
-        names = list(ro.r("SummarizedExperiment::assayNames")(spe))
-        if X_name not in names:
-            raise FuseMapInputError(f"X_name={X_name!r} is not an assay of spe (assays: {names}).")
-    r_parts = env["spe_to_parts"](spe, ro.NULL if X_name is None else X_name)
-    parts = _from_r(r_parts)
-    parts["uns"] = _from_r(r_parts.rx2("uns"), scalars=True)
-    dropped = [str(x) for x in _array(parts.get("dropped", []), str)]
+    names = [str(x) for x in ro.r("SummarizedExperiment::assayNames")(spe)]
+    if X_name is None:
+        X_name = DEFAULT_X_NAME if DEFAULT_X_NAME in names else names[0]
+    if X_name not in names:
+        raise FuseMapInputError(f"X_name={X_name!r} is not an assay of spe (assays: {names}).")
+    res = env[".spe_to_parts"](spe, X_name)  # the wire form, as the R package sends it to Python
+    got = _from_r(res.rx2("dropped"))
+    dropped = [] if got is None else [str(x) for x in _array(got, str)]
     if dropped:
         warnings.warn(f"left out (no AnnData counterpart): {dropped}", FuseMapWarning, stacklevel=2)
-    return anndata_from_parts(parts)
+    return anndata_from_r(_from_r(res.rx2("parts"), scalars=True))
 
 
 def write_rds(adata: ad.AnnData, path: str | os.PathLike, overwrite: bool = False,

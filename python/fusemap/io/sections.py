@@ -21,7 +21,7 @@ import pandas as pd
 from .._constants import SECTION_COLUMN
 from ..errors import FuseMapInputError
 from .files import safe_filename
-from .sectionset import SectionSet
+from .sectionset import SectionSet, drop_unmeasured_genes
 from .spatialdata import is_store, sections_from_spatialdata
 
 
@@ -60,7 +60,7 @@ def _split(adata: ad.AnnData, section_key: str, argname: str) -> SectionSet:
     for name in order:
         idx = np.flatnonzero(values == name)
         names.append(name)
-        adatas.append(adata[idx].copy())
+        adatas.append(drop_unmeasured_genes(adata[idx].copy(), name))
         rows.append(idx)
     return SectionSet(names, adatas, parent=adata, parent_rows=rows, section_key=section_key)
 
@@ -179,7 +179,8 @@ def store_among(paths: Sequence[str | os.PathLike], argname: str = "SECTION") ->
     return stores[0]
 
 
-def _paths_of(data: Any) -> list[str]:
+def paths_of(data: Any) -> list[str]:
+    """The file or store paths among ``data`` (what an output must never replace)."""
     if isinstance(data, (str, os.PathLike)):
         return [str(data)]
     if isinstance(data, (list, tuple)):
@@ -196,7 +197,7 @@ def read_sections(data: Any, section_key: str | None = None, *, table: str | Seq
     is read as that store); ``backed`` leaves each ``.h5ad`` / AnnData zarr file's expression on
     disk (one section per file, named by the file stem). The result remembers the paths read.
     """
-    paths = _paths_of(data)
+    paths = paths_of(data)
     if backed:
         from .backed import open_sections
 

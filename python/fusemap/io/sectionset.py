@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import anndata as ad
 import numpy as np
+import scipy.sparse as sp
+
+log = logging.getLogger("fusemap")
 
 
 @dataclass
@@ -40,3 +44,32 @@ class SectionSet:
         return SectionSet([self.names[i] for i in order], [self.adatas[i] for i in order], parent=self.parent,
                           parent_rows=[self.parent_rows[i] for i in order] if self.parent_rows else [],
                           section_key=self.section_key, source=self.source, paths=list(self.paths))
+
+
+def _all_nan_columns(m) -> np.ndarray | None:
+    """Boolean mask of the columns that are NaN in every row (None for on-disk or empty matrices)."""
+    if m is None or m.shape[0] == 0:
+        return None
+    if sp.issparse(m):
+        c = sp.csr_matrix(m)
+        nan_per_column = np.bincount(c.indices[np.isnan(c.data)], minlength=m.shape[1])
+        return nan_per_column == m.shape[0]
+    if not isinstance(m, np.ndarray) or not np.issubdtype(m.dtype, np.floating):
+        return None
+    return np.isnan(m).all(axis=0)
+
+
+def drop_unmeasured_genes(adata: ad.AnnData, name: str) -> ad.AnnData:
+    """A section cut from a table that joins several panels holds NaN for the genes it did not
+    measure (``anndata.concat(join="outer")``). Those genes are left out of its panel; filling them
+    with 0 would tell the model they were measured and silent."""
+    masks = [_all_nan_columns(m) for m in [adata.X, *adata.layers.values()]]
+    masks = [m for m in masks if m is not None]
+    if not masks:
+        return adata
+    unmeasured = np.logical_or.reduce(masks)
+    if not unmeasured.any():
+        return adata
+    log.info("section %r: %d gene(s) are NaN in every cell (not measured there); left out of its panel",
+             name, int(unmeasured.sum()))
+    return adata[:, ~unmeasured].copy()

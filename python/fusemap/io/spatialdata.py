@@ -59,7 +59,7 @@ import scipy.sparse as sp
 from .._constants import (GRAPH_CONNECTIVITIES, GRAPH_DISTANCES, GRAPH_UNS, RUN_RECORD, SPATIAL_KEY)
 from .files import atomic_dir, temp_beside
 from ..errors import FuseMapInputError
-from .sectionset import SectionSet
+from .sectionset import SectionSet, drop_unmeasured_genes
 
 log = logging.getLogger("fusemap")
 
@@ -361,7 +361,7 @@ def sections_from_spatialdata(sdata_or_path: Any, section_key: str | None = None
                 splits = [(v, np.flatnonzero(vals == v)) for v in order]
             for value, sub in splits:
                 r = rows[sub]
-                a = tab[r].copy()
+                a = drop_unmeasured_genes(tab[r].copy(), str(value if value is not None else region))
                 if xy is not None:
                     a.obsm[spatial_key] = xy[sub]
                 parts.append((tname, region, value))
