@@ -1,4 +1,4 @@
-"""Training mechanics: loss falls, early stopping acts, resume and fault injection, seeds (save/load: test_model_io.py)."""
+"""Training mechanics: losses fall, early stopping, resume and fault injection, seeds (save/load: test_model_io)."""
 
 import json
 
