@@ -10,22 +10,9 @@ import anndata as ad
 import numpy as np
 import pytest
 
+from conftest import harmony_on_shared_genes
+
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
-
-
-def harmony_on_shared_genes(full_sections, genes, seed=0):
-    import harmonypy
-    import scanpy as sc
-
-    parts = [a[:, genes].copy() for a in full_sections]
-    pooled = ad.concat(parts, label="_section", index_unique="-")
-    sc.pp.normalize_total(pooled)
-    sc.pp.log1p(pooled)
-    sc.pp.scale(pooled, max_value=10)
-    sc.tl.pca(pooled, n_comps=30, random_state=seed)
-    ho = harmonypy.run_harmony(pooled.obsm["X_pca"], pooled.obs, "_section", random_state=seed, verbose=False)
-    z = np.asarray(ho.Z_corr)
-    return (z if z.shape[0] == pooled.n_obs else z.T), pooled.obsm["X_pca"]
 
 
 def scib_total(embedding, labels, batches, pre):

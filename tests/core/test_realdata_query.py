@@ -10,12 +10,13 @@ Label transfer, leave one section out: a reference trained on BZ5 + BZ9, BZ14 ma
 
 import time
 
-import anndata as ad
 import numpy as np
 import pytest
 
 import fusemap
 from fusemap.preprocess import preprocess
+
+from conftest import harmony_on_shared_genes
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -23,18 +24,8 @@ K_BASELINE = 50
 
 
 def harmony_space(sections, genes, seed=0):
-    """PCA (30 components) + Harmony over sections of the pooled log-normalised ``genes``."""
-    import harmonypy
-    import scanpy as sc
-
-    pooled = ad.concat([a[:, genes].copy() for a in sections], label="_section", index_unique="-")
-    sc.pp.normalize_total(pooled)
-    sc.pp.log1p(pooled)
-    sc.pp.scale(pooled, max_value=10)
-    sc.tl.pca(pooled, n_comps=30, random_state=seed)
-    ho = harmonypy.run_harmony(pooled.obsm["X_pca"], pooled.obs, "_section", random_state=seed, verbose=False)
-    z = np.asarray(ho.Z_corr)
-    z = z if z.shape[0] == pooled.n_obs else z.T
+    """The Harmony baseline (conftest.harmony_on_shared_genes), split back into sections."""
+    z, _ = harmony_on_shared_genes(sections, genes, seed)
     bounds = np.cumsum([0] + [a.n_obs for a in sections])
     return [z[bounds[i]:bounds[i + 1]] for i in range(len(sections))]
 

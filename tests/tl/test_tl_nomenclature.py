@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusemap import FuseMapInputError, datasets
+from fusemap import FuseMapInputError
 from fusemap.tl import harmonize_nomenclatures
+
+from conftest import embedded_by
 
 # a second, coarser STARmap nomenclature (what another atlas might call the same cells)
 COARSE = {"eL2/3": "Ex-L2/3", "eL5-2": "Ex-L5", "eL5-3": "Ex-L5", "L5-1": "Ex-L5", "eL6-1": "Ex-L6",
@@ -15,12 +17,7 @@ COARSE = {"eL2/3": "Ex-L2/3", "eL5-2": "Ex-L5", "eL5-3": "Ex-L5", "L5-1": "Ex-L5
 
 def with_embeddings(seed=1):
     """Simulated sections with a cell embedding that separates the 8 cell types."""
-    secs = datasets.simulate(n_sections=3, n_cells=800, n_genes=40, seed=seed)
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(8, 16)) * 3
-    for a in secs:
-        a.obsm["X_fusemap_cell"] = centres[a.obs["cell_type"].cat.codes.to_numpy()] + rng.normal(size=(a.n_obs, 16))
-    return secs
+    return embedded_by("cell_type", "X_fusemap_cell", n_sections=3, n_cells=800, dim=16, seed=seed)
 
 
 def test_correspondence_on_separable_simulated_types():

@@ -3,18 +3,15 @@
 import numpy as np
 import pytest
 
-from fusemap import FuseMapInputError, datasets
+from fusemap import FuseMapInputError
 from fusemap.tl import find_regions, region_composition, region_markers
+
+from conftest import embedded_by
 
 
 def embedded_sim(seed=2):
     """Simulated sections whose spatial embedding separates the 4 simulated regions (plus noise)."""
-    secs = datasets.simulate(n_sections=2, n_cells=300, n_genes=40, seed=seed)
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(4, 12)) * 3
-    for a in secs:
-        a.obsm["X_fusemap_spatial"] = centres[a.obs["region"].cat.codes.to_numpy()] + rng.normal(size=(a.n_obs, 12))
-    return secs
+    return embedded_by("region", "X_fusemap_spatial", n_sections=2, n_cells=300, dim=12, seed=seed)
 
 
 def test_regions_written_to_sections_and_parent():

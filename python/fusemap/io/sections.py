@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
 from .._constants import SECTION_COLUMN
 from ..errors import FuseMapInputError
 from .files import safe_filename
-from .sectionset import SectionSet, drop_unmeasured_genes
+from .sectionset import SectionSet, drop_unmeasured_genes, section_groups
 from .spatialdata import is_store, sections_from_spatialdata
 
 
@@ -44,21 +43,8 @@ def _split(adata: ad.AnnData, section_key: str, argname: str) -> SectionSet:
             f"section_key={section_key!r} is not a column of {argname}.obs (columns: "
             f"{list(adata.obs.columns)}). Pass the obs column that names each cell's section."
         )
-    col = adata.obs[section_key]
-    if col.isna().any():
-        raise FuseMapInputError(
-            f"{argname}.obs[{section_key!r}] has {int(col.isna().sum())} missing value(s); every cell "
-            "needs a section. Fill them or drop those cells."
-        )
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        present = set(col.astype(str))
-        order = [str(c) for c in col.cat.categories if str(c) in present]
-    else:
-        order = [str(v) for v in pd.unique(col.astype(str))]
-    values = col.astype(str).to_numpy()
     names, adatas, rows = [], [], []
-    for name in order:
-        idx = np.flatnonzero(values == name)
+    for name, idx in section_groups(adata.obs[section_key], f"{argname}.obs[{section_key!r}]"):
         names.append(name)
         adatas.append(drop_unmeasured_genes(adata[idx].copy(), name))
         rows.append(idx)

@@ -8,7 +8,10 @@ from typing import Any
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
+
+from ..errors import FuseMapInputError
 
 log = logging.getLogger("fusemap")
 
@@ -73,3 +76,20 @@ def drop_unmeasured_genes(adata: ad.AnnData, name: str) -> ad.AnnData:
     log.info("section %r: %d gene(s) are NaN in every cell (not measured there); left out of its panel",
              name, int(unmeasured.sum()))
     return adata[:, ~unmeasured].copy()
+
+
+def section_groups(col: pd.Series, where: str) -> list[tuple[str, np.ndarray]]:
+    """(section name, row positions) for an obs column naming each cell's section, in the column's
+    category order (else order of first appearance); ``where`` names the column in messages."""
+    if col.isna().any():
+        raise FuseMapInputError(
+            f"{where} has {int(col.isna().sum())} missing value(s); every cell needs a section. Fill them "
+            "or drop those cells."
+        )
+    values = col.astype(str).to_numpy()
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        present = set(values)
+        order = [str(c) for c in col.cat.categories if str(c) in present]
+    else:
+        order = [str(v) for v in pd.unique(values)]
+    return [(name, np.flatnonzero(values == name)) for name in order]

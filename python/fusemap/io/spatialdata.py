@@ -59,7 +59,7 @@ import scipy.sparse as sp
 from .._constants import (GRAPH_CONNECTIVITIES, GRAPH_DISTANCES, GRAPH_UNS, RUN_RECORD, SPATIAL_KEY)
 from .files import atomic_dir, temp_beside
 from ..errors import FuseMapInputError
-from .sectionset import SectionSet, drop_unmeasured_genes
+from .sectionset import SectionSet, drop_unmeasured_genes, section_groups
 
 log = logging.getLogger("fusemap")
 
@@ -347,18 +347,7 @@ def sections_from_spatialdata(sdata_or_path: Any, section_key: str | None = None
             if section_key is None:
                 splits = [(None, np.arange(len(rows)))]
             else:
-                col = tab.obs[section_key].iloc[rows]
-                if col.isna().any():
-                    raise FuseMapInputError(
-                        f"table {tname!r}: obs[{section_key!r}] has {int(col.isna().sum())} missing value(s); "
-                        "every cell needs a section. Fill them or drop those rows."
-                    )
-                vals = col.astype(str).to_numpy()
-                if isinstance(col.dtype, pd.CategoricalDtype):
-                    order = [str(c) for c in col.cat.categories if str(c) in set(vals)]
-                else:
-                    order = list(pd.unique(vals))
-                splits = [(v, np.flatnonzero(vals == v)) for v in order]
+                splits = section_groups(tab.obs[section_key].iloc[rows], f"table {tname!r}: obs[{section_key!r}]")
             for value, sub in splits:
                 r = rows[sub]
                 a = drop_unmeasured_genes(tab[r].copy(), str(value if value is not None else region))
