@@ -1,7 +1,7 @@
 # The exchange form shared with Python (fusemap.io): an object as "parts", i.e. typed vectors with
 # separate missing-value masks, so no NA crosses between the languages. Arrays travel in a wire form
 # (raw little-endian bytes or character vectors) because Debian's reticulate 1.28 cannot convert
-# NumPy 2 arrays.
+# NumPy 2 arrays. Python's fusemap.io.r_exchange runs these same functions through rpy2.
 
 .WIRE <- "__nd__"
 

@@ -432,10 +432,10 @@ def _dict(v) -> dict:
 
 
 # -- SpatialExperiment through rpy2 ---------------------------------------------------------------------------
-# The R side of the exchange is the R package's own code: exchange.R beside this file is generated
-# from rpkg/R/parts.R (scripts/generate_exchange_r.py; tests/io/test_io_r.py checks they agree and
-# that files written here read correctly in R).
-EXCHANGE_R = Path(__file__).with_name("exchange.R")
+# The R side of the exchange is the R package's own code, never a copy: rpkg/R/parts.R in a source
+# checkout (how `make setup` installs fusemap), else the installed R package FuseMap's namespace.
+# tests/io/test_io_r.py checks that files written here read correctly in R.
+PARTS_R = Path(__file__).resolve().parents[3] / "rpkg" / "R" / "parts.R"
 _R_ENV = None
 
 
@@ -465,8 +465,16 @@ def _r():
               'requireNamespace("SpatialExperiment", quietly = TRUE)))')()[0]
     if not ok:
         raise ImportError("the R package SpatialExperiment is not installed; run scripts/setup_r.sh.")
-    load = ro.r("function(path) { e <- new.env(); sys.source(path, envir = e, keep.source = FALSE); e }")
-    _R_ENV = load(str(EXCHANGE_R))
+    if PARTS_R.is_file():
+        load = ro.r("function(path) { e <- new.env(); sys.source(path, envir = e, keep.source = FALSE); e }")
+        _R_ENV = load(str(PARTS_R))
+    elif ro.r('function() requireNamespace("FuseMap", quietly = TRUE)')()[0]:
+        _R_ENV = ro.r("asNamespace")("FuseMap")
+    else:
+        raise ImportError(
+            "fusemap.io's R exchange runs the R package's code (rpkg/R/parts.R), found neither in a source "
+            "checkout nor installed; install the R package FuseMap (R CMD INSTALL rpkg)."
+        )
     return _R_ENV
 
 
