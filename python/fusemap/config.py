@@ -8,9 +8,12 @@ routing is unambiguous.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
+
+import numpy as np
 
 from .errors import FuseMapInputError
 
@@ -259,8 +262,6 @@ def _whole_to_int(value: Any, annotation: str) -> Any:
 
 def _check_type(name: str, value: Any, annotation: str) -> None:
     """``n_latent='x'`` -> a message naming the option, not a TypeError deep inside the model."""
-    import numbers
-
     kinds = [k.strip() for k in str(annotation).split("|")]
     if "None" in kinds and value is None:
         return
@@ -270,7 +271,7 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
     if want is None:
         return
     if want == "bool":
-        ok = isinstance(value, (bool, __import__("numpy").bool_))
+        ok = isinstance(value, (bool, np.bool_))
     elif want == "int":
         ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     elif want == "float":

@@ -299,7 +299,7 @@ class FuseMap:
                 f"path={str(path)!r} already exists; pass overwrite=True to replace it or choose "
                 "another directory."
             )
-        if path.exists() and not is_model_dir(path):
+        if path.exists() and not is_model_dir(path) and not (path.is_dir() and not any(path.iterdir())):
             raise FuseMapInputError(
                 f"path={str(path)!r} exists and is not a saved fusemap model; overwrite=True only replaces "
                 "a model. Choose another directory."
@@ -426,8 +426,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_checksums(path: Path) -> None:
-    """Compare each file with the checksum written at save (models saved before 0.x have none)."""
+def _check_checksums(path: Path, skip: Sequence[str] = ()) -> None:
+    """Compare each file (but ``skip``) with the checksum written at save (models saved before
+    checksums were added have none and are read as they are)."""
     f = path / CHECKSUMS_FILE
     if not f.exists():
         return
@@ -435,7 +436,8 @@ def _check_checksums(path: Path) -> None:
         sums = json.loads(f.read_text())
     except json.JSONDecodeError as exc:
         raise FuseMapModelError(f"{str(f)!r} is not valid JSON ({exc}); the model directory is damaged.") from exc
-    changed = [name for name, digest in sums.items() if (path / name).exists() and _sha256(path / name) != digest]
+    changed = [name for name, digest in sums.items()
+               if name not in skip and (path / name).exists() and _sha256(path / name) != digest]
     if changed:
         raise FuseMapModelError(
             f"model={str(path)!r}: {changed} changed after the model was saved (checksum differs): "
@@ -461,7 +463,7 @@ def read_model_dir(path: str | os.PathLike, weights: bool = True) -> dict:
             f"model={str(path)!r} is not a fusemap model directory: {missing} missing (a model holds "
             f"{needed}). Pass the directory written by model.save() or `fusemap integrate` (DIR/model)."
         )
-    _check_checksums(path)
+    _check_checksums(path, skip=() if weights else (WEIGHTS_FILE,))  # unread weights need no hashing
     out = {}
     for key, fname in (("config", CONFIG_FILE), ("genes", GENES_FILE), ("sections", SECTIONS_FILE)):
         try:
@@ -506,5 +508,6 @@ def _check_fields(path: Path, out: dict) -> None:
                 f"{str(path / SECTIONS_FILE)!r}: section {s['name']!r} uses genes absent from the "
                 f"vocabulary ({bad[:5]}); the model directory is inconsistent."
             )
-    for key in ("config", "n_disc_classes", "adversarial"):
-        out["config"][key]
+    lacking = [k for k in ("config", "n_disc_classes", "adversarial") if k not in out["config"]]
+    if lacking:
+        raise KeyError(lacking[0])  # reported by read_model_dir as a damaged directory

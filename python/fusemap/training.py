@@ -14,14 +14,15 @@ import logging
 import math
 import os
 import sys
-import warnings
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from torch.optim import Adam
 from tqdm.auto import tqdm
 
 from .distributed import setup as setup_distributed
@@ -31,7 +32,6 @@ from .config import FuseMapConfig
 from .errors import FuseMapWarning
 from .inference import embed_section
 from .module import FuseMapModule, adversarial_loss, discriminator_loss, mmd_loss
-from torch.optim import Adam
 from .sampler import EpochPlan, SectionData, iterate_blocks
 
 log = logging.getLogger("fusemap")
@@ -159,10 +159,11 @@ class Trainer:
         gen_params = [p for p in module.generator_parameters() if id(p) not in frozen_ids and p.requires_grad]
         self.opt_g = Adam(gen_params, lr=self.t.lr, weight_decay=self.t.weight_decay)
         self.opt_d = Adam(module.discriminator_parameters(), lr=self.t.disc_lr)
-        self._fingerprint = fingerprint(cfg, self.sections)
+        # what a checkpoint must match (hashing the data costs a pass over it: only with checkpoints)
+        self._fingerprint = fingerprint(cfg, self.sections) if self.checkpoint_dir is not None else None
         self.dist = setup_distributed(device)  # one process unless launched by torchrun
         self.bf16 = use_bf16(self.t.precision, device)
-        if fixed is not None:
+        if fixed is not None and self._fingerprint is not None:
             self._fingerprint += "+fixed:" + ",".join(str(len(c)) for c in fixed.cell)
 
     # -- checkpoints -----------------------------------------------------------------------------

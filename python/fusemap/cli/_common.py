@@ -117,9 +117,6 @@ def split_list(value: str | None) -> list[str]:
 
 def paths(*groups: Any) -> list[str]:
     """Every path among the arguments (lists or single values), for the output checks."""
-    out = []
-    for g in groups:
-        if g is None:
-            continue
-        out.extend(str(x) for x in (g if isinstance(g, (list, tuple)) else [g]))
-    return out
+    from ..io.sections import paths_of
+
+    return [p for g in groups for p in paths_of(g)]

@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .._constants import CONFIG_FILE, MODEL_FORMAT
-from ..errors import FuseMapInputError
+from .._constants import CONFIG_FILE, MODEL_FORMAT, VERSION
+from ..errors import FuseMapInputError, FuseMapModelError
 
 MANIFEST = ".fusemap-output.json"
 """Written into every output folder; lists the entries fusemap wrote, so ``--overwrite`` can tell
@@ -199,8 +199,6 @@ class OutputDir:
         return self
 
     def __exit__(self, kind, exc, tb) -> None:
-        from ..errors import FuseMapModelError
-
         if kind is not None and issubclass(kind, (FuseMapInputError, FuseMapModelError)) and self.fresh:
             shutil.rmtree(self.partial, ignore_errors=True)
 
@@ -210,8 +208,6 @@ class OutputDir:
         return p
 
     def commit(self, drop: Sequence[str] = ()) -> Path:
-        from .._constants import VERSION
-
         for d in drop:
             shutil.rmtree(self.partial / d, ignore_errors=True)
         entries = sorted(e.name for e in self.partial.iterdir() if e.name != MANIFEST)
