@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export FUSEMAP_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup setup-r demo test test-python test-r vignettes bench bench-perf clean
+.PHONY: setup setup-r demo test test-python test-r r-package vignettes bench bench-perf clean
 
 setup:
 	@scripts/setup_python.sh
@@ -24,6 +24,10 @@ test-r: setup-r
 	@scripts/test_r.sh
 
 test: test-python test-r
+
+# the R package tarball, carrying the fusemap wheel (for installFuseMap()) and the vignette
+r-package: setup-r
+	@scripts/build_r.sh build/r
 
 # Tutorials executed and rendered to vignettes/_build/*.ipynb and *.html (see vignettes/README.md);
 # VIGNETTE_ARGS go to vignettes/render.py (e.g. "01 R", --fast, --no-r).

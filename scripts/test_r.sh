@@ -12,12 +12,12 @@ export FUSEMAP_R_STRICT=1           # missing Python fails the tests instead of 
 export RPY2_CFFI_MODE=ABI
 export R_LIBS="$ROOT/$OUT/lib${R_LIBS:+:$R_LIBS}"
 
-version=$(awk '/^Version:/ {print $2}' rpkg/DESCRIPTION)
-tarball="FuseMap_${version}.tar.gz"
+data=${FUSEMAP_DATA_DIR:-$ROOT/../shared/data}
 t0=$(date +%s)
-(cd "$OUT" && rm -f "$tarball" && R CMD build --no-build-vignettes "$ROOT/rpkg" >build.log 2>&1) ||
-  { cat "$OUT/build.log"; exit 1; }
-R CMD INSTALL --library="$OUT/lib" "$OUT/$tarball" >"$OUT/install.log" 2>&1 ||
+# The tarball carries the Python wheel and the vignette, knitted with the test settings
+# (FUSEMAP_VIGNETTE_FAST=1: 3 epochs, 300 cells per section).
+tarball=$(FUSEMAP_DATA_DIR=$data FUSEMAP_VIGNETTE_FAST=1 scripts/build_r.sh "$OUT" | tail -n 1)
+R CMD INSTALL --library="$OUT/lib" "$tarball" >"$OUT/install.log" 2>&1 ||
   { cat "$OUT/install.log"; exit 1; }
 t1=$(date +%s)
 
@@ -35,7 +35,7 @@ t2=$(date +%s)
 
 echo "[test-r] R CMD check $tarball"
 # --ignore-vignettes: the vignette needs Python and the shared data; it is knitted below instead.
-(cd "$OUT" && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual --no-tests --ignore-vignettes "$tarball" >check.log 2>&1) ||
+(cd "$OUT" && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual --no-tests --ignore-vignettes "$(basename "$tarball")" >check.log 2>&1) ||
   { cat "$OUT/check.log"; exit 1; }
 status=$(grep -E "^Status:" "$OUT/FuseMap.Rcheck/00check.log" || true)
 t3=$(date +%s)
@@ -46,19 +46,40 @@ if grep -qE "^Status:.*(ERROR|WARNING)" "$OUT/FuseMap.Rcheck/00check.log"; then
   exit 1
 fi
 
-# The R vignette, knitted with the test settings (FUSEMAP_VIGNETTE_FAST=1: 3 epochs, 300 cells per
-# section); any chunk error fails. Skipped with the reason when the shared data is absent.
-data=${FUSEMAP_DATA_DIR:-$ROOT/../shared/data}
+# The vignette knitted into the tarball: its results are there (any chunk error failed the build).
+# Skipped with the reason when the shared data is absent.
 if [ -f "$data/starmap_mpfc_BZ14.h5ad" ]; then
-  echo "[test-r] knitting rpkg/vignettes/FuseMap.Rmd (fast settings)"
   rm -rf "$OUT/vignette" && mkdir -p "$OUT/vignette"
-  (cd "$OUT/vignette" && FUSEMAP_DATA_DIR=$data FUSEMAP_VIGNETTE_FAST=1 Rscript -e "
-    knitr::knit('$ROOT/rpkg/vignettes/FuseMap.Rmd', output = 'FuseMap.md', quiet = TRUE)
-    md <- readLines('FuseMap.md')
-    stopifnot(any(grepl('query accuracy against the authors', md)), any(grepl('Pearson r, imputed vs measured', md)),
-              length(list.files('figure', pattern = '[.]png\$')) >= 4)" >log.txt 2>&1) ||
-    { tail -n 40 "$OUT/vignette/log.txt"; exit 1; }
-  echo "[test-r] R vignette: knitted in $(( $(date +%s) - t3 )) s"
+  tar -xzf "$tarball" -C "$OUT/vignette" FuseMap/inst/doc/FuseMap.html
+  html="$OUT/vignette/FuseMap/inst/doc/FuseMap.html"
+  for want in "query accuracy against the authors" "Pearson r, imputed vs measured"; do
+    grep -q "$want" "$html" || { echo "[test-r] the built vignette lacks '$want'"; exit 1; }
+  done
+  figures=$(grep -o 'data:image/png' "$html" | wc -l)
+  [ "$figures" -ge 4 ] || { echo "[test-r] the built vignette has $figures figures (< 4)"; exit 1; }
+  echo "[test-r] R vignette: built into the tarball with its results and $figures figures"
 else
-  echo "[test-r] R vignette: skipped (shared data not found in $data; set FUSEMAP_DATA_DIR)"
+  echo "[test-r] R vignette: results not checked (shared data not found in $data; set FUSEMAP_DATA_DIR)"
 fi
+
+# A new R user: the tarball installed into an empty library, no FUSEMAP_PYTHON, outside the
+# project; installFuseMap() makes the Python environment, then FuseMap finds it and the vignette.
+echo "[test-r] installFuseMap() from a clean R library"
+t4=$(date +%s)
+clean=$(mktemp -d)
+trap 'rm -rf "$clean"' EXIT
+mkdir -p "$clean/lib" "$clean/work"
+R CMD INSTALL --library="$clean/lib" "$tarball" >"$OUT/clean-install.log" 2>&1 ||
+  { cat "$OUT/clean-install.log"; exit 1; }
+(cd "$clean/work" && env -u FUSEMAP_PYTHON -u FUSEMAP_R_STRICT R_LIBS="$clean/lib" \
+   R_USER_DATA_DIR="$clean/data" Rscript -e '
+  library(FuseMap)
+  stopifnot(is.null(fusemapPython()), !fusemapAvailable())
+  py <- installFuseMap()
+  stopifnot(identical(fusemapPython(), py), startsWith(py, Sys.getenv("R_USER_DATA_DIR")))
+  stopifnot(fusemapAvailable())
+  stopifnot(nrow(vignette(package = "FuseMap")$results) == 1L)
+  cat("fusemap", FuseMap:::.fusemap_py()$fusemap$`__version__`, "from", py, "\n")
+' >"$OUT/clean.log" 2>&1) || { tail -n 40 "$OUT/clean.log"; exit 1; }
+tail -n 1 "$OUT/clean.log"
+echo "[test-r] installFuseMap(): $(( $(date +%s) - t4 )) s"

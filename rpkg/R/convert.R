@@ -1,8 +1,8 @@
 #' Convert between SpatialExperiment and AnnData
 #'
-#' \code{spe_to_anndata()} turns a \code{SpatialExperiment} (or
+#' \code{speToAnnData()} turns a \code{SpatialExperiment} (or
 #' \code{SingleCellExperiment}) into a Python \code{AnnData} object and can
-#' write it to an \code{.h5ad} file; \code{anndata_to_spe()} turns an
+#' write it to an \code{.h5ad} file; \code{annDataToSpe()} turns an
 #' \code{AnnData} object, or the path of an \code{.h5ad} file, into a
 #' \code{SpatialExperiment}. Python's \code{fusemap.io} uses the same mapping,
 #' so objects written by either side read the same on the other.
@@ -22,21 +22,24 @@
 #' warning that names it. An \code{.h5ad} file stores text columns as
 #' categoricals, so character columns come back from a file as factors.
 #'
-#' @param x For \code{spe_to_anndata()}, a \code{SpatialExperiment} or
-#'   \code{SingleCellExperiment}. For \code{anndata_to_spe()}, a Python
+#' @param x For \code{speToAnnData()}, a \code{SpatialExperiment} or
+#'   \code{SingleCellExperiment}. For \code{annDataToSpe()}, a Python
 #'   \code{AnnData} object or the path of an \code{.h5ad} file.
 #' @param X.name The assay that becomes AnnData's \code{X}, or that \code{X}
 #'   becomes. Default: \code{"counts"} when there is such an assay, else the
-#'   first assay (\code{spe_to_anndata()}); \code{uns["X_name"]} when present,
-#'   else \code{"counts"} (\code{anndata_to_spe()}).
+#'   first assay (\code{speToAnnData()}); \code{uns["X_name"]} when present,
+#'   else \code{"counts"} (\code{annDataToSpe()}).
 #' @param file Optional path of an \code{.h5ad} file to write. It is written
 #'   to a temporary file beside it and renamed into place.
 #' @param overwrite Replace an existing \code{file}.
-#' @param sample.id For \code{anndata_to_spe()}: an \code{obs} column whose
+#' @param sample.id For \code{annDataToSpe()}: the \code{obs} column whose
 #'   values become the \code{sample_id} column of the result (each sample is
-#'   one tissue section).
-#' @return \code{spe_to_anndata()}: the Python \code{AnnData} object
-#'   (invisibly when \code{file} is given). \code{anndata_to_spe()}: a
+#'   one tissue section). Default: \code{obs$sample_id} when there is such a
+#'   column, else \code{obs$section} when there is that (FuseMap's files and the shared data have one), else, for a file,
+#'   the file's name without \code{.h5ad}, so that objects read from
+#'   different files are different sections of \code{\link{fusemap}()}.
+#' @return \code{speToAnnData()}: the Python \code{AnnData} object
+#'   (invisibly when \code{file} is given). \code{annDataToSpe()}: a
 #'   \code{SpatialExperiment}.
 #' @examples
 #' \donttest{
@@ -45,8 +48,8 @@
 #'         assays = list(counts = matrix(rpois(200, 3), nrow = 10,
 #'             dimnames = list(paste0("g", 1:10), paste0("c", 1:20)))),
 #'         spatialCoords = cbind(x = runif(20), y = runif(20)))
-#'     ad <- spe_to_anndata(spe)
-#'     back <- anndata_to_spe(ad)
+#'     ad <- speToAnnData(spe)
+#'     back <- annDataToSpe(ad)
 #'     identical(SummarizedExperiment::assay(back, "counts"),
 #'               SummarizedExperiment::assay(spe, "counts"))
 #' }
@@ -56,7 +59,7 @@ NULL
 
 #' @rdname convert
 #' @export
-spe_to_anndata <- function(x, X.name = NULL, file = NULL, overwrite = FALSE) {
+speToAnnData <- function(x, X.name = NULL, file = NULL, overwrite = FALSE) {
     if (!methods::is(x, "SingleCellExperiment")) {
         cli::cli_abort(c("{.arg x} must be a SpatialExperiment or SingleCellExperiment.",
                          x = "Found an object of class {.cls {class(x)}}."))
@@ -91,13 +94,15 @@ spe_to_anndata <- function(x, X.name = NULL, file = NULL, overwrite = FALSE) {
 
 #' @rdname convert
 #' @export
-anndata_to_spe <- function(x, X.name = NULL, sample.id = NULL) {
+annDataToSpe <- function(x, X.name = NULL, sample.id = NULL) {
+    from_file <- NULL
     if (is.character(x)) {
         if (length(x) != 1L || !file.exists(x)) {
             cli::cli_abort(c("{.arg x} must be one .h5ad file or an AnnData object.",
                              x = "File {.path {x}} does not exist."))
         }
         x <- normalizePath(x)
+        from_file <- sub("[.]h5ad$", "", basename(x), ignore.case = TRUE)
     } else if (!inherits(x, "anndata._core.anndata.AnnData")) {
         cli::cli_abort(c("{.arg x} must be a Python AnnData object or the path of an .h5ad file.",
                          x = "Found an object of class {.cls {class(x)}}."))
@@ -111,19 +116,28 @@ anndata_to_spe <- function(x, X.name = NULL, sample.id = NULL) {
     parts$uns[["spatialCoordsNames"]] <- NULL
     if (!is.null(sample.id)) {
         parts$obs <- .with_sample_id(parts$obs, sample.id)
+    } else if ("sample_id" %in% as.character(parts$obs$names)) {
+        # kept as it is: a SpatialExperiment written by speToAnnData() comes back with its samples
+    } else if ("section" %in% as.character(parts$obs$names)) {
+        parts$obs <- .with_sample_id(parts$obs, "section")
+    } else if (!is.null(from_file)) {
+        parts$obs <- .with_sample_id(parts$obs, NULL, value = from_file, n = parts$n_obs)
     }
     .parts_to_spe(parts)
 }
 
-# The obs part with a `sample_id` column copied from column `sample.id` (SpatialExperiment only lets
-# sample ids be set when the object is built).
-.with_sample_id <- function(obs, sample.id) {
+# The obs part with a `sample_id` column copied from column `sample.id`, or set to `value` for all
+# `n` cells (SpatialExperiment only lets sample ids be set when the object is built).
+.with_sample_id <- function(obs, sample.id, value = NULL, n = 0L) {
     cols <- as.character(obs$names)
-    if (!sample.id %in% cols) {
+    if (is.null(sample.id)) {
+        values <- rep(value, n)
+    } else if (!sample.id %in% cols) {
         cli::cli_abort(c("{.arg sample.id} = {.val {sample.id}} is not a column of obs.",
                          i = "Columns: {.val {cols}}."))
+    } else {
+        values <- as.character(.column_from_part(obs$columns[[match(sample.id, cols)]]))
     }
-    values <- as.character(.column_from_part(obs$columns[[match(sample.id, cols)]]))
     part <- .column_to_part(values)
     at <- match("sample_id", cols)
     if (is.na(at)) {

@@ -7,7 +7,7 @@
 #' (from its spatial neighbourhood: tissue region). The model is saved to
 #' \code{model.dir}; \code{metadata(.)$FuseMap} holds its location
 #' (\code{model_dir}), the run record (\code{run}) and the sections
-#' (\code{sections}); \code{\link{fusemapModel}()} gives the model.
+#' (\code{sections}); \code{\link{FuseMapModel}(result)} gives the model.
 #'
 #' Sections are the samples of \code{x}: one \code{SpatialExperiment} is split
 #' by its \code{sample.id} column (in order of first appearance, or of the
@@ -27,20 +27,33 @@
 #' (\code{"auto"}, \code{"cpu"}, \code{"cuda"}), \code{normalized} (input is
 #' already log-normalised). An unknown name is an error that lists them all.
 #'
-#' @param x A \code{SpatialExperiment}, or a list of them.
+#' @param x A \code{SpatialExperiment}, or a list of them. (A
+#'   \code{SingleCellExperiment} without coordinates is refused with a
+#'   message: every section needs its spatial neighbourhood.)
 #' @param assay.type The assay holding raw counts.
 #' @param sample.id The \code{colData} column naming each cell's section.
-#' @param model.dir Where to save the trained model. Default: a new folder in
-#'   R's temporary directory (removed when R ends; a message says where).
+#' @param model.dir Where to save the trained model. Default: a new folder
+#'   \code{fusemap-model-<date>-<time>} in the working directory, or in the
+#'   folder named by \code{options(FuseMap.models = )}; a message says where.
+#'   The result keeps this path (\code{metadata(.)$FuseMap$model_dir}), so the
+#'   folder should live as long as the result.
 #' @param overwrite Replace an existing \code{model.dir}.
 #' @param ... Training options with R names (see Details).
 #' @return A \code{SpatialExperiment} holding all input cells in input order.
 #'   For one \code{SpatialExperiment}, it is \code{x} with the embeddings,
 #'   a \code{FuseMap_section} column and \code{metadata()$FuseMap} added. For a
-#'   list, the elements are joined: rows are the union of genes in order of
-#'   first appearance (a gene a section did not measure is \code{NA} in that
-#'   section's cells), \code{colData} columns are the union, assays present in
-#'   every element are kept.
+#'   list, the elements are joined without inventing values: the assays'
+#'   rows are the genes that every element measured (no \code{NA}, no zeros
+#'   for unmeasured genes); each element's other genes stay in
+#'   \code{metadata(.)$FuseMap_panels} (one \code{SummarizedExperiment} per
+#'   element, its cells only), and \code{\link{sectionPanel}()} gives a
+#'   section back with its whole panel; the genes of every panel for every
+#'   cell come from \code{\link{imputeGenes}()}. \code{colData} columns are
+#'   the union, assays present in every element are kept, \code{imgData} are
+#'   joined, and each element's \code{metadata()} is kept in
+#'   \code{metadata(.)$FuseMap_inputs}; what cannot be joined
+#'   (\code{reducedDims}, \code{altExps} of the inputs) is named in a
+#'   message.
 #' @seealso \code{\link{mapQuery}}, \code{\link{transferLabels}},
 #'   \code{\link{imputeGenes}}, \code{\link{FuseMapModel}}.
 #' @examples
@@ -52,7 +65,7 @@
 #'             dimnames = list(paste0("g", 1:20), paste0("c", 1:150)))),
 #'         colData = S4Vectors::DataFrame(sample_id = rep(c("a", "b"), each = 75)),
 #'         spatialCoords = cbind(x = runif(150), y = runif(150)))
-#'     out <- fusemap(spe, max.epochs = 2, n.hidden = 16, n.latent = 4)
+#'     out <- fusemap(spe, model.dir = tempfile(), max.epochs = 2, n.hidden = 16, n.latent = 4)
 #'     dim(SingleCellExperiment::reducedDim(out, "FuseMap_cell"))
 #' }
 #' }
@@ -76,6 +89,26 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
     .run_fusemap(x, single = FALSE, assay.type, sample.id, model.dir, overwrite, list(...))
 })
 
+#' @rdname fusemap
+#' @export
+setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "sample_id",
+                                     model.dir = NULL, overwrite = FALSE, ...) {
+    .not_spatial(x, "x")
+})
+
+# The error for an input that is not a SpatialExperiment (or list), with the way to make one.
+.not_spatial <- function(obj, where) {
+    if (methods::is(obj, "SingleCellExperiment")) {
+        cli::cli_abort(c("{.arg {where}} is a {.cls {class(obj)}} without spatial coordinates; FuseMap needs a SpatialExperiment for every section.",
+                         i = paste("Sections without coordinates (dissociated single-cell references) are",
+                                   "not supported yet. For imaging data, add the coordinates:",
+                                   "{.code SpatialExperiment::toSpatialExperiment(x, spatialCoords = xy)}.")),
+                       call = NULL)
+    }
+    cli::cli_abort(c("{.arg {where}} must be a SpatialExperiment or a list of them.",
+                     x = "Found an object of class {.cls {class(obj)}}."), call = NULL)
+}
+
 .run_fusemap <- function(spes, single, assay.type, sample.id, model.dir, overwrite, opts) {
     secs <- .sections(spes, single, assay.type, sample.id, opts)
     py <- .fusemap_py()
@@ -83,7 +116,8 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
     model.dir <- .model_dir_arg(model.dir, overwrite)
     adatas <- lapply(secs$sections, .section_anndata, py = py)
     model <- .py_call(do.call(py$fusemap$integrate,
-                              c(list(unname(adatas)), list(save = model.dir, overwrite = overwrite),
+                              c(list(unname(adatas)), list(save = model.dir, overwrite = overwrite,
+                                                           callback = .progress("Training FuseMap")),
                                 opts)),
                       "training the model")
     emb <- .embeddings(adatas, py)
@@ -132,8 +166,7 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
     }
     bad <- which(!vapply(spes, methods::is, logical(1), "SpatialExperiment"))
     if (length(bad)) {
-        cli::cli_abort(c("{.arg {arg}} must be a SpatialExperiment or a list of them.",
-                         x = "Element {bad[1]} is of class {.cls {class(spes[[bad[1]]])}}."))
+        .not_spatial(spes[[bad[1]]], if (single) arg else sprintf("%s[[%d]]", arg, bad[1]))
     }
     .check_scalar_string(assay.type, "assay.type")
     .check_scalar_string(sample.id, "sample.id")
@@ -249,10 +282,17 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
 
 .model_dir_arg <- function(model.dir, overwrite) {
     if (is.null(model.dir)) {
-        model.dir <- tempfile("FuseMap-model-")
-        cli::cli_inform(c(i = paste("Saving the model to {.path {model.dir}}, a temporary folder removed",
-                                    "when R ends; pass {.arg model.dir} to keep it.")))
-        return(model.dir)
+        root <- getOption("FuseMap.models", getwd())
+        stem <- file.path(root, format(Sys.time(), "fusemap-model-%Y%m%d-%H%M%S"))
+        model.dir <- stem
+        k <- 1L
+        while (file.exists(model.dir)) {
+            k <- k + 1L
+            model.dir <- sprintf("%s-%d", stem, k)
+        }
+        cli::cli_inform(c(i = paste("Saving the model to {.path {model.dir}}; the result refers to it",
+                                    "(pass {.arg model.dir} to choose the folder).")))
+        return(normalizePath(model.dir, mustWork = FALSE))
     }
     if (!is.character(model.dir) || length(model.dir) != 1L) {
         cli::cli_abort("{.arg model.dir} must be one directory path.")
@@ -332,48 +372,143 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
 # -- joining a list of SpatialExperiments --------------------------------------------------------------
 
 .combine <- function(spes, secs) {
-    genes <- unique(unlist(lapply(spes, rownames)))
-    same <- all(vapply(spes, function(s) identical(rownames(s), genes), logical(1)))
+    shared <- Reduce(intersect, lapply(spes, rownames))
+    same <- all(vapply(spes, function(s) identical(rownames(s), shared), logical(1)))
     an <- Reduce(intersect, lapply(spes, SummarizedExperiment::assayNames))
+    cn <- .joined_colnames(spes, secs)
+    rows_of <- function(s, genes) match(genes, rownames(s))
     assays <- lapply(an, function(a) {
         blocks <- lapply(spes, function(s) {
-            m <- SummarizedExperiment::assay(s, a, withDimnames = FALSE)
-            if (same) {
-                return(m)
-            }
-            .expand_rows(m, rownames(s), genes)
+            SummarizedExperiment::assay(s, a, withDimnames = FALSE)[rows_of(s, shared), , drop = FALSE]
         })
-        Reduce(methods::cbind2, blocks)
-    })
-    names(assays) <- an
-    cn <- unlist(lapply(spes, function(s) if (is.null(colnames(s))) rep("", ncol(s)) else colnames(s)))
-    assays <- lapply(assays, function(m) {
-        dimnames(m) <- list(genes, cn)
+        m <- Reduce(methods::cbind2, blocks)
+        dimnames(m) <- list(shared, cn)
         m
     })
+    names(assays) <- an
     cd <- .rbind_frames(lapply(spes, SummarizedExperiment::colData))
     rownames(cd) <- cn
     coords <- do.call(rbind, lapply(spes, SpatialExperiment::spatialCoords))
     rownames(coords) <- NULL
     out <- SpatialExperiment::SpatialExperiment(assays = assays, colData = cd,
-                                                rowData = .first_row_data(spes, genes),
+                                                rowData = .first_row_data(spes, shared),
                                                 spatialCoords = coords)
+    ends <- cumsum(vapply(spes, ncol, 1L))
     if (!same) {
-        panels <- lapply(spes, rownames)
-        S4Vectors::metadata(out)$panels <- panels
+        panels <- lapply(seq_along(spes), function(i) {
+            s <- spes[[i]]
+            own <- setdiff(rownames(s), shared)
+            cols <- if (i == 1L) seq_len(ends[1]) else (ends[i - 1L] + 1L):ends[i]
+            se <- SummarizedExperiment::SummarizedExperiment(
+                assays = lapply(stats::setNames(an, an), function(a)
+                    SummarizedExperiment::assay(s, a, withDimnames = FALSE)[rows_of(s, own), , drop = FALSE]),
+                rowData = SummarizedExperiment::rowData(s)[own, , drop = FALSE])
+            dimnames(se) <- list(own, cn[cols])
+            se
+        })
+        names(panels) <- vapply(seq_along(spes), function(i) {
+            paste(unique(vapply(Filter(function(x) x$element == i, secs$sections), `[[`, "", "name")),
+                  collapse = "+")
+        }, "")
+        S4Vectors::metadata(out)$FuseMap_panels <- panels
+    }
+    inputs <- lapply(spes, S4Vectors::metadata)
+    if (any(lengths(inputs) > 0L)) {
+        S4Vectors::metadata(out)$FuseMap_inputs <- inputs
+    }
+    imgs <- lapply(spes, SpatialExperiment::imgData)
+    if (any(vapply(imgs, NROW, 1L) > 0L)) {
+        SpatialExperiment::imgData(out) <- do.call(rbind, imgs)
+    }
+    dropped <- c(if (any(lengths(lapply(spes, SingleCellExperiment::reducedDimNames)))) "reducedDims",
+                 if (any(lengths(lapply(spes, SingleCellExperiment::altExpNames)))) "altExps")
+    if (length(dropped)) {
+        cli::cli_inform(c(i = "The inputs' {.field {dropped}} are not carried into the joined result."))
     }
     out
 }
 
-# Rows `genes` of matrix m (rows `have`); genes it lacks are NA (not measured).
-.expand_rows <- function(m, have, genes) {
-    m <- methods::as(methods::as(methods::as(m, "CsparseMatrix"), "generalMatrix"), "dMatrix")
-    missing <- setdiff(genes, have)
-    if (length(missing)) {
-        na_block <- Matrix::Matrix(NA_real_, nrow = length(missing), ncol = ncol(m), sparse = TRUE)
-        m <- methods::rbind2(m, na_block)
+# Column names of the joined result: the inputs' own, or, when some are missing or the same name
+# occurs in two inputs, "<section>_<name>" (said in a message).
+.joined_colnames <- function(spes, secs) {
+    cn <- unlist(lapply(spes, function(s) if (is.null(colnames(s))) rep("", ncol(s)) else colnames(s)))
+    if (all(nzchar(cn)) && !anyDuplicated(cn)) {
+        return(cn)
     }
-    m[match(genes, c(have, missing)), , drop = FALSE]
+    section <- character(length(cn))
+    for (sec in secs$sections) section[sec$cols_global] <- sec$name
+    fixed <- ifelse(nzchar(cn), paste(section, cn, sep = "_"), paste0(section, "_", seq_along(cn)))
+    cli::cli_inform(c(i = paste("Column names repeat across the inputs (or are missing); the joined",
+                                "result names cells {.val <section>_<name>}.")))
+    make.unique(fixed)
+}
+
+#' One section of a joined FuseMap result with its whole gene panel
+#'
+#' \code{\link{fusemap}()} on a list of SpatialExperiments keeps, in the joined
+#' result's assays, only the genes every input measured;
+#' \code{sectionPanel()} puts a section's other genes back, so the result is the
+#' section as it was measured (its cells, every gene of its panel, the
+#' embeddings and columns FuseMap added).
+#'
+#' @param x A \code{SpatialExperiment} returned by \code{\link{fusemap}()} or
+#'   \code{\link{mapQuery}()}.
+#' @param section A section name (a value of \code{x$FuseMap_section}).
+#' @return A \code{SpatialExperiment}: the section's cells x its panel's genes.
+#' @examples
+#' \donttest{
+#' if (fusemapAvailable()) {
+#'     make <- function(genes, id) SpatialExperiment::SpatialExperiment(
+#'         assays = list(counts = matrix(rpois(60 * length(genes), 3), nrow = length(genes),
+#'             dimnames = list(genes, paste0(id, 1:60)))),
+#'         colData = S4Vectors::DataFrame(sample_id = rep(id, 60)),
+#'         spatialCoords = cbind(x = runif(60), y = runif(60)))
+#'     out <- fusemap(list(make(paste0("g", 1:12), "a"), make(paste0("g", 5:16), "b")),
+#'                    model.dir = tempfile(), max.epochs = 2, n.hidden = 16)
+#'     dim(out)                    # the 8 genes both measured
+#'     dim(sectionPanel(out, "b")) # the 12 genes of b
+#' }
+#' }
+#' @export
+sectionPanel <- function(x, section) {
+    if (!methods::is(x, "SpatialExperiment") || is.null(x$FuseMap_section)) {
+        cli::cli_abort(c("{.arg x} must be a SpatialExperiment returned by {.fn fusemap} or {.fn mapQuery}.",
+                         x = "It has no {.field FuseMap_section} column."))
+    }
+    .check_scalar_string(section, "section")
+    cols <- which(x$FuseMap_section == section)
+    if (!length(cols)) {
+        cli::cli_abort(c("{.arg section} = {.val {section}} is not a section of {.arg x}.",
+                         i = "Sections: {.val {unique(x$FuseMap_section)}}."))
+    }
+    part <- x[, cols]
+    own <- .own_genes(x, colnames(part))
+    if (is.null(own) || !nrow(own)) {
+        return(part)
+    }
+    an <- intersect(SummarizedExperiment::assayNames(part), SummarizedExperiment::assayNames(own))
+    genes <- c(rownames(part), rownames(own))
+    assays <- lapply(stats::setNames(an, an), function(a) {
+        m <- methods::rbind2(SummarizedExperiment::assay(part, a, withDimnames = FALSE),
+                             SummarizedExperiment::assay(own, a, withDimnames = FALSE)[, colnames(part), drop = FALSE])
+        dimnames(m) <- list(genes, colnames(part))
+        m
+    })
+    md <- S4Vectors::metadata(part)
+    SpatialExperiment::SpatialExperiment(
+        assays = assays, colData = SummarizedExperiment::colData(part),
+        spatialCoords = SpatialExperiment::spatialCoords(part),
+        reducedDims = SingleCellExperiment::reducedDims(part),
+        metadata = md[setdiff(names(md), "FuseMap_panels")])
+}
+
+# The input panel (SummarizedExperiment of the genes beyond the shared ones) holding the cells
+# named `cells`, or NULL when the result was not joined from different panels.
+.own_genes <- function(x, cells) {
+    for (p in S4Vectors::metadata(x)$FuseMap_panels) {
+        if (all(cells %in% colnames(p))) return(p)
+    }
+    NULL
 }
 
 .rbind_frames <- function(frames) {

@@ -22,8 +22,8 @@
 #'   \code{reference}).
 #' @param reference The reference data (see Details).
 #' @param assay.type,sample.id As in \code{\link{fusemap}()}, for the query.
-#' @param model.dir Where to save the mapped model (default: a new folder in
-#'   R's temporary directory).
+#' @param model.dir Where to save the mapped model (default as in
+#'   \code{\link{fusemap}()}: a new folder in the working directory).
 #' @param overwrite Replace an existing \code{model.dir}.
 #' @param ... Training options with R names (only training options:
 #'   \code{max.epochs}, \code{seed}, \code{batch.size}, \code{lr},
@@ -45,8 +45,9 @@
 #'             dimnames = list(paste0("g", 1:20), NULL))),
 #'         colData = S4Vectors::DataFrame(sample_id = ids),
 #'         spatialCoords = cbind(x = runif(length(ids)), y = runif(length(ids))))
-#'     ref <- fusemap(make(rep(c("a", "b"), each = 60)), max.epochs = 2, n.hidden = 16)
-#'     query <- mapQuery(make(rep("q", 60)), ref, max.epochs = 2)
+#'     ref <- fusemap(make(rep(c("a", "b"), each = 60)), model.dir = tempfile(),
+#'                    max.epochs = 2, n.hidden = 16)
+#'     query <- mapQuery(make(rep("q", 60)), ref, model.dir = tempfile(), max.epochs = 2)
 #'     dim(SingleCellExperiment::reducedDim(query, "FuseMap_cell"))
 #' }
 #' }
@@ -73,11 +74,19 @@ setMethod("mapQuery", "list", function(x, model, reference = NULL, assay.type = 
                    list(...))
 })
 
+#' @rdname mapQuery
+#' @export
+setMethod("mapQuery", "ANY", function(x, model, reference = NULL, assay.type = "counts",
+                                      sample.id = "sample_id", model.dir = NULL,
+                                      overwrite = FALSE, ...) {
+    .not_spatial(x, "x")
+})
+
 .run_map_query <- function(spes, single, model, reference, assay.type, sample.id, model.dir,
                            overwrite, opts) {
     if (methods::is(model, "SpatialExperiment")) {
         if (is.null(reference)) reference <- model
-        model <- fusemapModel(model)
+        model <- FuseMapModel(model)
     }
     if (!methods::is(model, "FuseMapModel")) {
         cli::cli_abort(c("{.arg model} must be a FuseMapModel or the result of {.fn fusemap}.",
@@ -100,7 +109,9 @@ setMethod("mapQuery", "list", function(x, model, reference = NULL, assay.type = 
     qdata <- lapply(secs$sections, .section_anndata, py = py)
     rdata <- lapply(ref_secs, .section_anndata, py = py)
     mapped <- .py_call(do.call(py$fusemap$map_query,
-                               c(list(model@path, unname(qdata)), list(reference = unname(rdata)), opts)),
+                               c(list(model@path, unname(qdata)),
+                                 list(reference = unname(rdata), callback = .progress("Mapping the query")),
+                                 opts)),
                        "mapping the query")
     .py_call(mapped$save(model.dir, overwrite = overwrite), "saving the mapped model")
     emb <- .embeddings(qdata, py)
@@ -139,16 +150,17 @@ setMethod("mapQuery", "list", function(x, model, reference = NULL, assay.type = 
         assay.type <- S4Vectors::metadata(hit)$FuseMap$assay.type
         if (is.null(assay.type)) assay.type <- "counts"
         genes <- panels[[name]]
-        rows <- match(genes, rownames(hit))
-        if (anyNA(rows) || !assay.type %in% SummarizedExperiment::assayNames(hit)) {
+        cols <- which(hit$FuseMap_section == name)
+        whole <- sectionPanel(hit, name)
+        rows <- match(genes, rownames(whole))
+        if (anyNA(rows) || !assay.type %in% SummarizedExperiment::assayNames(whole)) {
             cli::cli_abort(c("{.arg {arg}}: section {.val {name}} lacks the data it was trained on.",
                              x = "{sum(is.na(rows))} of its {length(genes)} genes are missing, or assay {.val {assay.type}} is absent."))
         }
-        cols <- which(hit$FuseMap_section == name)
         out[[length(out) + 1L]] <- list(
             name = name, cols = cols, cols_global = cols,
-            counts = SummarizedExperiment::assay(hit, assay.type, withDimnames = FALSE)[rows, cols, drop = FALSE],
-            coords = SpatialExperiment::spatialCoords(hit)[cols, , drop = FALSE], genes = genes)
+            counts = SummarizedExperiment::assay(whole, assay.type, withDimnames = FALSE)[rows, , drop = FALSE],
+            coords = SpatialExperiment::spatialCoords(whole), genes = genes)
     }
     out
 }
@@ -177,8 +189,8 @@ setMethod("mapQuery", "list", function(x, model, reference = NULL, assay.type = 
 #'   (\code{min.cells}, \code{rare}, \code{holdout}, \code{n.neighbors},
 #'   \code{max.train.cells}, \code{seed}).
 #' @return \code{x} with, for each level, \code{colData} columns
-#'   \code{fusemap_<label>} (predicted class, a factor) and
-#'   \code{fusemap_<label>_uncertainty}, and
+#'   \code{FuseMap_<label>} (predicted class, a factor) and
+#'   \code{FuseMap_<label>_uncertainty}, and
 #'   \code{metadata()$FuseMap_transfer[[labels]]}: held-out accuracy and
 #'   macro-F1 on reference cells, classes, rare classes.
 #' @seealso \code{\link{mapQuery}}.
@@ -195,10 +207,11 @@ setMethod("mapQuery", "list", function(x, model, reference = NULL, assay.type = 
 #'         spe$type <- rep(c("A", "B"), length.out = length(ids))
 #'         spe
 #'     }
-#'     ref <- fusemap(make(rep(c("a", "b"), each = 60)), max.epochs = 2, n.hidden = 16)
-#'     query <- mapQuery(make(rep("q", 60)), ref, max.epochs = 2)
+#'     ref <- fusemap(make(rep(c("a", "b"), each = 60)), model.dir = tempfile(),
+#'                    max.epochs = 2, n.hidden = 16)
+#'     query <- mapQuery(make(rep("q", 60)), ref, model.dir = tempfile(), max.epochs = 2)
 #'     query <- transferLabels(query, ref, labels = "type")
-#'     table(query$fusemap_type)
+#'     table(query$FuseMap_type)
 #' }
 #' }
 #' @export
@@ -245,7 +258,8 @@ transferLabels <- function(x, reference, labels, embedding = c("cell", "spatial"
     frame <- .frame_from_part(pred, NULL)
     for (col in setdiff(colnames(frame), "section")) {
         v <- frame[[col]]
-        SummarizedExperiment::colData(x)[[col]] <- if (is.character(v)) factor(v) else v
+        # Python names them fusemap_<label>; R results use one prefix, FuseMap_
+        SummarizedExperiment::colData(x)[[sub("^fusemap_", "FuseMap_", col)]] <- if (is.character(v)) factor(v) else v
     }
     S4Vectors::metadata(x)$FuseMap_transfer[[labels]] <- .py_call(res$summary(), "reading the summary")
     x
@@ -281,7 +295,7 @@ transferLabels <- function(x, reference, labels, embedding = c("cell", "spatial"
 #'   must be sections of the model, with the genes they were trained on.
 #' @param genes Gene symbols to impute (matched as the model matches genes);
 #'   \code{NULL} imputes the whole vocabulary.
-#' @param model The \code{\link{FuseMapModel}}; default \code{fusemapModel(x)}.
+#' @param model The \code{\link{FuseMapModel}}; default \code{FuseMapModel(x)}.
 #' @param method \code{"decoder"} (default: the read-out the model was
 #'   trained to reconstruct, spatially smoothed) or \code{"product"} (the
 #'   plain product of cell and gene embeddings).
@@ -300,7 +314,7 @@ transferLabels <- function(x, reference, labels, embedding = c("cell", "spatial"
 #'             dimnames = list(paste0("g", 1:20), paste0("c", 1:150)))),
 #'         colData = S4Vectors::DataFrame(sample_id = rep(c("a", "b"), each = 75)),
 #'         spatialCoords = cbind(x = runif(150), y = runif(150)))
-#'     out <- fusemap(spe, max.epochs = 2, n.hidden = 16)
+#'     out <- fusemap(spe, model.dir = tempfile(), max.epochs = 2, n.hidden = 16)
 #'     out <- imputeGenes(out, genes = c("g1", "g2"))
 #'     SingleCellExperiment::altExp(out, "FuseMap_imputed")
 #' }
@@ -313,7 +327,7 @@ imputeGenes <- function(x, genes = NULL, model = NULL, method = c("decoder", "pr
         cli::cli_abort(c("{.arg x} must be a SpatialExperiment returned by {.fn fusemap} or {.fn mapQuery}.",
                          x = "It has no {.field FuseMap_section} column."))
     }
-    if (is.null(model)) model <- fusemapModel(x)
+    if (is.null(model)) model <- FuseMapModel(x)
     if (!methods::is(model, "FuseMapModel")) {
         cli::cli_abort("{.arg model} must be a FuseMapModel; found {.cls {class(model)}}.")
     }

@@ -5,15 +5,15 @@
 #' Python object, so it survives saving and restoring the R session; Python
 #' loads the directory again whenever the model is used.
 #'
-#' @param path A model directory, as written by \code{\link{fusemap}()},
-#'   \code{model.save()} in Python or \code{fusemap integrate} (its
-#'   \code{model/} folder).
-#' @param object,x A \code{FuseMapModel}; for \code{fusemapModel()} a
+#' @param x For \code{FuseMapModel()}: a model directory, as written by
+#'   \code{\link{fusemap}()}, \code{model.save()} in Python or
+#'   \code{fusemap integrate} (its \code{model/} folder); or a
 #'   \code{SpatialExperiment} returned by \code{\link{fusemap}()} or
-#'   \code{\link{mapQuery}()}.
+#'   \code{\link{mapQuery}()}, whose model it gives. Elsewhere a
+#'   \code{FuseMapModel}.
+#' @param object A \code{FuseMapModel}.
 #' @param ... Not used.
-#' @return \code{FuseMapModel()} and \code{fusemapModel()}: a
-#'   \code{FuseMapModel}. \code{path()}: the directory. \code{summary()}: a
+#' @return \code{FuseMapModel()}: a \code{FuseMapModel}. \code{path()}: the directory. \code{summary()}: a
 #'   list with the sections (name, cells, genes, role: reference or query),
 #'   each section's panel (\code{panels}), the number of genes in the
 #'   model's vocabulary, the latent size, the epochs trained in each phase and
@@ -27,8 +27,8 @@
 #'             dimnames = list(paste0("g", 1:20), paste0("c", 1:150)))),
 #'         colData = S4Vectors::DataFrame(sample_id = rep(c("a", "b"), each = 75)),
 #'         spatialCoords = cbind(x = runif(150), y = runif(150)))
-#'     out <- fusemap(spe, max.epochs = 2, n.hidden = 16, n.latent = 4)
-#'     model <- fusemapModel(out)
+#'     out <- fusemap(spe, model.dir = tempfile(), max.epochs = 2, n.hidden = 16, n.latent = 4)
+#'     model <- FuseMapModel(out)
 #'     model
 #'     summary(model)$sections
 #' }
@@ -47,9 +47,18 @@ setClass("FuseMapModel", representation(path = "character", summary = "list"),
 
 #' @rdname FuseMapModel
 #' @export
-FuseMapModel <- function(path) {
+FuseMapModel <- function(x) {
+    if (methods::is(x, "SummarizedExperiment")) {
+        md <- S4Vectors::metadata(x)$FuseMap
+        if (is.null(md) || is.null(md$model_dir)) {
+            cli::cli_abort(c("{.arg x} holds no FuseMap result.",
+                             i = "Pass the object returned by {.fn fusemap} or {.fn mapQuery}, or a model directory."))
+        }
+        x <- md$model_dir
+    }
+    path <- x
     if (!is.character(path) || length(path) != 1L || !dir.exists(path)) {
-        cli::cli_abort(c("{.arg path} must be a FuseMap model directory.",
+        cli::cli_abort(c("{.arg x} must be a FuseMap model directory or a result of {.fn fusemap}.",
                          x = "{.path {path}} is not a directory."))
     }
     missing <- .MODEL_FILES[!file.exists(file.path(path, .MODEL_FILES))]
@@ -111,17 +120,6 @@ setMethod("path", "FuseMapModel", function(object, ...) object@path)
 #' @importMethodsFrom S4Vectors summary
 #' @export
 setMethod("summary", "FuseMapModel", function(object, ...) object@summary)
-
-#' @rdname FuseMapModel
-#' @export
-fusemapModel <- function(x) {
-    md <- S4Vectors::metadata(x)$FuseMap
-    if (is.null(md) || is.null(md$model_dir)) {
-        cli::cli_abort(c("{.arg x} holds no FuseMap result.",
-                         i = "Pass the object returned by {.fn fusemap} or {.fn mapQuery}."))
-    }
-    FuseMapModel(md$model_dir)
-}
 
 #' @rdname FuseMapModel
 #' @export

@@ -602,3 +602,37 @@ def read_rds(path: str | os.PathLike, X_name: str | None = None) -> ad.AnnData:
         raise FuseMapInputError(f"path={str(path)!r} does not exist; pass the path of an .rds file.")
     _r()
     return spe_to_anndata(ro.r["readRDS"](str(path)), X_name)
+
+
+_DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+class WarningsForR:
+    """Records the warnings raised during one call from R, so that R raises them as R warnings.
+
+    Python writes warnings to the process's stderr, which R's condition handlers and knitr never
+    see. Deprecation and future warnings of other packages are dropped: they speak to the authors
+    of the calling code, not to R users; those raised from fusemap's own code are kept.
+    """
+
+    def __enter__(self) -> "WarningsForR":
+        self._catcher = warnings.catch_warnings(record=True)
+        self._log = self._catcher.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self._catcher.__exit__(*exc)
+        return False
+
+    def messages(self) -> list[str]:
+        """Each distinct warning once, as 'Category: message', in the order raised."""
+        out: list[str] = []
+        for w in self._log:
+            if issubclass(w.category, _DEPRECATIONS) and not str(w.filename).startswith(_PACKAGE_DIR):
+                continue
+            text = f"{w.category.__name__}: {w.message}"
+            if text not in out:
+                out.append(text)
+        return out

@@ -3,6 +3,10 @@
 
 .cache <- new.env(parent = emptyenv())
 
+# Default model folders (fusemap() without model.dir) go to the session's temporary folder, not
+# into the package sources.
+options(FuseMap.models = tempdir())
+
 project_root <- function() {
     dir <- normalizePath(getwd(), mustWork = FALSE)
     repeat {
@@ -51,7 +55,7 @@ starmap_spes <- function() {
     skip_without_python()
     files <- skip_without_data()
     if (is.null(.cache$starmap)) {
-        .cache$starmap <- lapply(files, anndata_to_spe, sample.id = "section")
+        .cache$starmap <- lapply(files, annDataToSpe, sample.id = "section")
     }
     .cache$starmap
 }
@@ -80,7 +84,7 @@ recompute_embeddings <- function(model_dir, sections) {
         s <- sections[[nm]]
         s$section <- nm
         SingleCellExperiment::reducedDims(s) <- list()
-        suppressWarnings(spe_to_anndata(s))
+        suppressWarnings(speToAnnData(s))
     })
     model <- fm$FuseMap$load(model_dir, adatas, device = "cpu")
     emb <- model$embeddings()
@@ -122,8 +126,8 @@ reference_result <- function() {
 
 # Each section's cells of a fusemap() result, with the genes it was trained on.
 model_sections <- function(result) {
-    panels <- summary(fusemapModel(result))$panels
-    out <- lapply(names(panels), function(nm) result[panels[[nm]], result$FuseMap_section == nm])
+    panels <- summary(FuseMapModel(result))$panels
+    out <- lapply(names(panels), function(nm) sectionPanel(result, nm)[panels[[nm]], ])
     names(out) <- names(panels)
     out
 }

@@ -39,9 +39,9 @@ test_that("SpatialExperiment -> AnnData -> SpatialExperiment keeps everything id
     SummarizedExperiment::rowData(one)$symbol_len <- nchar(rownames(one))
     SingleCellExperiment::reducedDim(one, "PCA") <- matrix(seq_len(ncol(one) * 2) / 7, ncol = 2)
 
-    ad <- spe_to_anndata(one)
+    ad <- speToAnnData(one)
     expect_identical(ad$n_obs, ncol(one))
-    back <- anndata_to_spe(ad)
+    back <- annDataToSpe(ad)
     expect_identical(SummarizedExperiment::assayNames(back), c("counts", "dense"))
     expect_identical(SummarizedExperiment::assay(back, "counts"), SummarizedExperiment::assay(one, "counts"))
     expect_identical(SummarizedExperiment::assay(back, "dense"), SummarizedExperiment::assay(one, "dense"))
@@ -61,10 +61,10 @@ test_that("a round trip through an .h5ad file keeps counts, coordinates, colData
     one$note <- rep(c("a", NA, "c"), length.out = ncol(one))
     file <- tempfile(fileext = ".h5ad")
     on.exit(unlink(file))
-    spe_to_anndata(one, file = file)
+    speToAnnData(one, file = file)
     expect_true(file.exists(file))
-    expect_error(spe_to_anndata(one, file = file), "already exists")
-    back <- anndata_to_spe(file)
+    expect_error(speToAnnData(one, file = file), "already exists")
+    back <- annDataToSpe(file)
     expect_identical(SummarizedExperiment::assay(back, "counts"), SummarizedExperiment::assay(one, "counts"))
     expect_identical(SpatialExperiment::spatialCoords(back), SpatialExperiment::spatialCoords(one))
     expect_identical(rownames(back), rownames(one))
@@ -79,17 +79,40 @@ test_that("a round trip through an .h5ad file keeps counts, coordinates, colData
     expect_true(is.na(back$note[2]))
     # overwrite = TRUE replaces the file
     small <- one[, 1:10]
-    spe_to_anndata(small, file = file, overwrite = TRUE)
-    expect_identical(ncol(anndata_to_spe(file)), 10L)
+    speToAnnData(small, file = file, overwrite = TRUE)
+    expect_identical(ncol(annDataToSpe(file)), 10L)
 })
 
 test_that("converters reject what they cannot convert, with the reason", {
     skip_without_python()
-    expect_error(spe_to_anndata(matrix(1:4, 2)), "must be a SpatialExperiment")
-    expect_error(spe_to_anndata(toy_spe(), X.name = "nope"), "not an assay")
-    expect_error(anndata_to_spe(tempfile(fileext = ".h5ad")), "does not exist")
-    expect_error(anndata_to_spe(42), "AnnData object or the path")
+    expect_error(speToAnnData(matrix(1:4, 2)), "must be a SpatialExperiment")
+    expect_error(speToAnnData(toy_spe(), X.name = "nope"), "not an assay")
+    expect_error(annDataToSpe(tempfile(fileext = ".h5ad")), "does not exist")
+    expect_error(annDataToSpe(42), "AnnData object or the path")
     spes <- starmap_spes()
-    expect_error(anndata_to_spe(file.path(data_dir(), "starmap_mpfc_BZ5.h5ad"), sample.id = "nope"),
+    expect_error(annDataToSpe(file.path(data_dir(), "starmap_mpfc_BZ5.h5ad"), sample.id = "nope"),
                  "not a column of obs")
+})
+
+test_that("annDataToSpe takes each object's sample id from obs$section, else the file name", {
+    skip_without_python()
+    files <- skip_without_data("starmap_mpfc_BZ5")
+    spe <- annDataToSpe(files[1])
+    expect_identical(unique(spe$sample_id), "20180417_BZ5_control")   # obs$section
+    dir <- tempfile()
+    dir.create(dir)
+    paths <- file.path(dir, c("slideA.h5ad", "slideB.h5ad"))
+    for (p in paths) {
+        a <- speToAnnData(toy_spe())
+        reticulate::py_get_attr(a, "obs")$drop(columns = list("sample_id"), inplace = TRUE)
+        a$write_h5ad(p)
+    }
+    spes <- lapply(paths, annDataToSpe)
+    expect_identical(vapply(spes, function(s) unique(s$sample_id), ""), c("slideA", "slideB"))
+    # so the converted objects are two sections for fusemap(), not one name twice
+    secs <- FuseMap:::.sections(spes, FALSE, "counts", "sample_id", list())
+    expect_identical(secs$names, c("slideA", "slideB"))
+    # an explicit column still wins
+    expect_identical(unique(annDataToSpe(files[1], sample.id = "cell_type")$sample_id),
+                     unique(as.character(spe$cell_type)))
 })

@@ -21,7 +21,14 @@ test_that("other bad input: negative or missing values, lists, names, model.dir"
     expect_error(fusemap(neg), "negative value")
     expect_error(fusemap(toy_spe(sample_id = c("a", NA, rep("b", 58)))), "missing values")
     expect_error(fusemap(list()), "empty list")
-    expect_error(fusemap(list(spe, 1)), "Element 2")
+    expect_error(fusemap(list(spe, 1)), "x[[2]]", fixed = TRUE)
+    # a SingleCellExperiment (no coordinates) gets what to do, not an S4 dispatch error
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = SummarizedExperiment::assay(spe, "counts")))
+    expect_error(fusemap(sce), "without spatial coordinates")
+    expect_error(fusemap(sce), "toSpatialExperiment")
+    expect_error(fusemap(list(spe, sce)), "x[[2]]", fixed = TRUE)
+    expect_error(mapQuery(sce, tempdir()), "without spatial coordinates")
+    expect_error(fusemap(data.frame(a = 1)), "must be a SpatialExperiment")
     # two unnamed list elements with the same sample ids
     expect_error(fusemap(list(spe, spe)), "must be unique")
     existing <- tempfile()
@@ -31,7 +38,7 @@ test_that("other bad input: negative or missing values, lists, names, model.dir"
     rownames(norows) <- NULL
     expect_error(fusemap(norows), "no row names")
     expect_error(FuseMapModel(tempdir()), "not a FuseMap model directory")
-    expect_error(fusemapModel(spe), "holds no FuseMap result")
+    expect_error(FuseMapModel(spe), "holds no FuseMap result")
 })
 
 test_that("training options: R names pass through, unknown names are refused", {

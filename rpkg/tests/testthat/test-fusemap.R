@@ -36,7 +36,7 @@ test_that("fusemap() on one SpatialExperiment with three samples returns its cel
     expect_identical(as.integer(md$run$n_cells), as.integer(table(one$sample_id)[unique(one$sample_id)]))
     expect_identical(md$sections$section, unique(one$sample_id))
 
-    model <- fusemapModel(out)
+    model <- FuseMapModel(out)
     expect_s4_class(model, "FuseMapModel")
     expect_identical(path(model), normalizePath(model_dir))
     expect_identical(summary(model)$sections$section, unique(one$sample_id))
@@ -76,24 +76,32 @@ test_that("fusemap() on a list of three sections with different panels joins the
     n <- vapply(parts, ncol, 1L)
     expect_identical(ncol(out), sum(n))
     expect_identical(out$FuseMap_section, rep(names(parts), n))
-    genes <- unique(unlist(lapply(parts, rownames)))
-    expect_identical(rownames(out), genes)
+    # the assays hold the genes all three measured: no NA, no zeros standing for unmeasured genes
+    shared <- Reduce(intersect, lapply(parts, rownames))
+    expect_identical(rownames(out), shared)
+    expect_false(anyNA(as.matrix(SummarizedExperiment::assay(out, "counts"))))
+    expect_identical(length(Matrix::colSums(SummarizedExperiment::assay(out, "counts"))), sum(n))
     for (kind in c("FuseMap_cell", "FuseMap_spatial")) {
         expect_identical(dim(SingleCellExperiment::reducedDim(out, kind)), c(sum(n), 8L))
     }
-    # measured genes keep their counts; genes a section did not measure are NA there
+    # each section comes back with its whole panel, its counts and coordinates unchanged
+    panels <- S4Vectors::metadata(out)$FuseMap_panels
+    expect_identical(names(panels), names(parts))
     cols <- split(seq_len(ncol(out)), rep(1:3, n))
     for (i in 1:3) {
-        m <- SummarizedExperiment::assay(out, "counts")[, cols[[i]]]
+        whole <- sectionPanel(out, names(parts)[i])
+        expect_identical(dim(whole), dim(parts[[i]]))
+        expect_identical(nrow(panels[[i]]), nrow(parts[[i]]) - length(shared))
+        m <- SummarizedExperiment::assay(whole, "counts")
         expect_identical(unname(as.matrix(m[rownames(parts[[i]]), ])),
                          unname(as.matrix(SummarizedExperiment::assay(parts[[i]], "counts"))))
-        unmeasured <- setdiff(genes, rownames(parts[[i]]))
-        expect_true(length(unmeasured) > 0)
-        expect_true(all(is.na(as.matrix(m[unmeasured, ]))))
+        expect_identical(SingleCellExperiment::reducedDim(whole, "FuseMap_cell"),
+                         SingleCellExperiment::reducedDim(out, "FuseMap_cell")[cols[[i]], ])
     }
+    expect_error(sectionPanel(out, "BZ99"), "not a section")
     expect_identical(SpatialExperiment::spatialCoords(out)[cols[[2]], , drop = FALSE],
                      SpatialExperiment::spatialCoords(parts[[2]]), ignore_attr = TRUE)
     expect_identical(as.character(out$cell_type), unname(unlist(lapply(parts, function(p) as.character(p$cell_type)))))
-    expect_identical(summary(fusemapModel(out))$sections$n_genes, c(120L, 120L, 120L))
+    expect_identical(summary(FuseMapModel(out))$sections$n_genes, c(120L, 120L, 120L))
     check_rows_match(out, model_dir, parts)
 })

@@ -43,7 +43,7 @@ test_that("mapQuery maps a new section, in input order, leaving the reference mo
     md <- S4Vectors::metadata(out)$FuseMap
     expect_identical(md$reference_model_dir, normalizePath(ref$model_dir))
     expect_identical(md$model_dir, normalizePath(m$mapped_dir))
-    model <- fusemapModel(out)
+    model <- FuseMapModel(out)
     s <- summary(model)
     expect_identical(s$sections$section, c(unique(ref$input$sample_id), "BZ14_query"))
     expect_identical(s$sections$role, c(rep("reference", 3), "query"))
@@ -59,22 +59,22 @@ test_that("mapQuery maps a new section, in input order, leaving the reference mo
     }
     # a clash of section names and a missing reference are refused before any work
     expect_error(mapQuery(starmap_spes()[[1]], ref$out), "already in the reference model")
-    expect_error(mapQuery(m$query, fusemapModel(ref$out)), "reference.*is needed")
+    expect_error(mapQuery(m$query, FuseMapModel(ref$out)), "reference.*is needed")
 })
 
 test_that("transferLabels gives Python's predictions for the query's cells, above the majority class", {
     ref <- reference_result()
     m <- mapped_query()
     tr <- transferLabels(m$out, ref$out, labels = "cell_type", seed = 0)
-    pred <- tr$fusemap_cell_type
+    pred <- tr$FuseMap_cell_type
     expect_true(is.factor(pred))
     expect_identical(length(pred), ncol(m$out))
     expect_true(all(levels(pred) %in% levels(ref$out$cell_type)))
-    unc <- tr$fusemap_cell_type_uncertainty
+    unc <- tr$FuseMap_cell_type_uncertainty
     expect_true(all(unc >= 0 & unc <= 1))
     # the same call made directly in Python on objects built by the converters gives the same result
     fm <- reticulate::import("fusemap", convert = FALSE)
-    direct <- fm$transfer_labels(spe_to_anndata(ref$out), spe_to_anndata(m$out), "cell_type",
+    direct <- fm$transfer_labels(speToAnnData(ref$out), speToAnnData(m$out), "cell_type",
                                  seed = 0L, write = FALSE)
     dpred <- reticulate::py_to_r(direct$predictions$`__getitem__`("fusemap_cell_type")$tolist())
     dunc <- reticulate::py_to_r(direct$predictions$`__getitem__`("fusemap_cell_type_uncertainty")$tolist())
@@ -89,8 +89,8 @@ test_that("transferLabels gives Python's predictions for the query's cells, abov
     record_figure("transfer_query_accuracy", mean(as.character(pred) == as.character(m$query$cell_type)))
 
     tr2 <- transferLabels(m$out, ref$out, labels = "region", embedding = "spatial", method = "knn")
-    expect_identical(length(tr2$fusemap_region), ncol(m$out))
-    expect_true(all(as.character(tr2$fusemap_region) %in% levels(ref$out$region)))
+    expect_identical(length(tr2$FuseMap_region), ncol(m$out))
+    expect_true(all(as.character(tr2$FuseMap_region) %in% levels(ref$out$region)))
     expect_identical(names(S4Vectors::metadata(tr2)$FuseMap_transfer), "region")
     expect_error(transferLabels(m$out, ref$out, labels = "nope"), "not a column")
     expect_error(transferLabels(m$query, ref$out, labels = "cell_type"), "Map the query first")
@@ -118,7 +118,7 @@ test_that("imputeGenes imputes genes the query did not measure, correlated with 
     q <- m$query
     q$section <- "BZ14_query"
     SingleCellExperiment::reducedDims(q) <- list()
-    direct <- fm$impute(fm$FuseMap$load(m$mapped_dir), list(spe_to_anndata(q)), as.list(masked))
+    direct <- fm$impute(fm$FuseMap$load(m$mapped_dir), list(speToAnnData(q)), as.list(masked))
     d <- FuseMap:::.unwire(reticulate::py_to_r(io$imputed_for_r(direct)))
     expect_identical(d$var_names, masked)
     expect_equal(unname(x), unname(t(d$values)), tolerance = 1e-6)
