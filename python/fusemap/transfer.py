@@ -99,6 +99,11 @@ class TransferResult:
         -------
         dict
             Levels, method, embedding, cell counts, held-out scores, rare and trained classes.
+
+        Examples
+        --------
+        >>> import json
+        >>> print(json.dumps(result.summary(), indent=1))  # doctest: +SKIP
         """
         return {
             "levels": self.levels, "method": self.method, "embedding": self.embedding,
