@@ -1,14 +1,15 @@
 """Sphinx configuration of the FuseMap toolkit's documentation (``make docs``).
 
-Besides the usual settings, three things are generated here at build time into ignored folders:
+Besides the usual settings, these are generated here at build time into ignored folders:
 
 - ``_generated/cli_commands.rst.inc``: the ``--help`` text of ``fusemap`` and every sub-command,
   taken from the parser itself, so the CLI reference cannot drift from the code;
-- ``tutorials/``: one page per tutorial ``vignettes/NN_*.py``. The executed notebook is taken from
-  ``vignettes/_build`` (``make vignettes``) or ``build/vignettes-fast`` (written by
-  ``tests/project/test_vignettes.py`` in ``make test``), whichever is newer, with a note saying
-  which settings rendered it. Notebooks are never executed by the docs build. A tutorial rendered
-  nowhere gets a page that says so and how to render it.
+- ``tutorials/`` and ``_generated/tutorials_toc.rst.inc``: one page per tutorial
+  ``vignettes/NN_*.py``. The executed notebook is taken from ``vignettes/_build``
+  (``make vignettes``) or ``build/vignettes-fast`` (written by ``tests/project/test_vignettes.py``
+  in ``make test``): a rendering with the default settings when there is one, else the newest,
+  with a note saying which settings rendered it and when. Notebooks are never executed by the
+  docs build. A tutorial rendered nowhere gets a page that says so and how to render it.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _title(script: Path) -> str:
 
 
 def tutorial_pages() -> list[tuple[str, str]]:
-    """Copy the newest executed notebook of every tutorial into ``tutorials/`` (or write a stub).
+    """Copy the executed notebook of every tutorial into ``tutorials/`` (or write a stub).
 
     Returns (page name, how it was rendered) per tutorial, for the tutorials index.
     """
@@ -139,17 +140,19 @@ def tutorial_pages() -> list[tuple[str, str]]:
                 f"test settings) renders it, and the next `make docs` shows it here with its figures.\n"))
             found.append((stem, "not rendered"))
             continue
-        mtime, nb_path, fast = max(candidates, key=lambda c: c[0])
+        # a rendering with the default settings first (it shows real results), then the newest
+        mtime, nb_path, fast = max(candidates, key=lambda c: (c[2] is False, c[0]))
         nb = json.loads(nb_path.read_text(encoding="utf-8"))
         when = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         note = (FAST_NOTE if fast else FULL_NOTE if fast is False else "Rendering settings unknown.")
         note += f" Source: `vignettes/{script.name}`; rendered {when}."
         cells = nb.get("cells", [])
         at = 1 if cells and cells[0].get("cell_type") == "markdown" else 0  # after the title cell
-        cells.insert(at, {"cell_type": "markdown", "id": "fusemap-render-note", "metadata": {}, "source": [f"```{{note}}\n{note}\n```\n"]})
+        cells.insert(at, {"cell_type": "markdown", "id": "fusemap-render-note", "metadata": {},
+                          "source": [f"```{{note}}\n{note}\n```\n"]})
         nb["cells"] = cells
         (TUTORIALS / f"{stem}.ipynb").write_text(json.dumps(nb), encoding="utf-8")
-        found.append((stem, "test settings (--fast)" if fast else "default settings" if fast is False
+        found.append((stem, "test settings (``--fast``)" if fast else "default settings" if fast is False
                       else "unknown settings"))
     rendered = "\n".join(f"- ``{stem}``: {how}" for stem, how in found)
     write_if_changed(GENERATED / "tutorials_toc.rst.inc",
