@@ -38,7 +38,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
-    "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "myst_nb",
 ]
@@ -54,7 +53,6 @@ napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 napoleon_use_ivar = True
 napoleon_use_rtype = False
-intersphinx_mapping = {}  # offline builds: no inventories are fetched
 
 # notebooks are rendered by vignettes/render.py, never here
 nb_execution_mode = "off"
