@@ -21,11 +21,21 @@ fi
 fl=$("$VENV/bin/python" -m pip config get global.find-links 2>/dev/null || true)
 if [ -n "$fl" ] && [ -d "$fl" ]; then export UV_FIND_LINKS="$fl"; fi
 
+# The stamp holds the hash of what was installed and the extras installed with it. A request is
+# satisfied when the hash matches and its extras are among those installed (so `make docs`, which
+# adds the docs extra, and `make setup` do not reinstall in turn); otherwise the union is installed.
 stamp="$VENV/.fusemap-installed"
-want="$(cat pyproject.toml scripts/setup_python.sh | sha1sum | cut -c1-16)-$EXTRAS"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
+hash="$(cat pyproject.toml scripts/setup_python.sh | sha1sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ "$(cut -d- -f1 "$stamp")" = "$hash" ]; then
+  have=",$(cut -d- -f2- "$stamp"),"
+  missing=""
+  for e in ${EXTRAS//,/ }; do
+    case "$have" in *",$e,"*) ;; *) missing="$missing,$e" ;; esac
+  done
+  [ -z "$missing" ] && exit 0
+  EXTRAS="$(cut -d- -f2- "$stamp")$missing"
 fi
+want="$hash-$EXTRAS"
 echo "[setup] installing torch and fusemap[$EXTRAS] into $VENV"
 # torch first: the CPU wheel of 2.13.0 satisfies the package's range, so nothing else pulls CUDA.
 "$VENV/bin/uv" pip install --python "$VENV/bin/python" --quiet "torch==2.13.0"

@@ -20,7 +20,18 @@ from .errors import FuseMapInputError
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How raw input becomes the model's input (DESIGN.md §2.1)."""
+    """How raw input becomes the model's input: per section, library-size normalisation, log1p,
+    and per-gene scaling by the section's standard deviation (not centred), clipped.
+
+    Scaling each gene within its section removes technology-specific detection levels before the
+    sections meet; the input is validated (integer, non-negative counts) instead of being
+    silently skipped when it does not look like counts.
+
+    Examples
+    --------
+    >>> fusemap.integrate(sections, layer="counts", gene_case="exact")  # doctest: +SKIP
+    >>> cfg = fusemap.FuseMapConfig(preprocess=fusemap.PreprocessConfig(normalized=True))
+    """
 
     layer: str | None = None
     """Layer holding the counts; ``None`` reads ``X``."""
@@ -36,9 +47,21 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    """Spatial neighbourhood graph per section, built with squidpy."""
+    """Spatial neighbourhood graph of each section, over which the spatial embedding is computed.
+
+    Built per section (cells of different sections are never neighbours) and stored in squidpy's
+    keys (``obsp['spatial_connectivities']``, ``obsp['spatial_distances']``); a graph already
+    present there is reused unless ``rebuild``.
+
+    Examples
+    --------
+    >>> fusemap.integrate(sections, method="knn", n_neighbors=10)  # doctest: +SKIP
+    >>> fusemap.integrate(sections, max_edge_length=50)  # drop Delaunay edges over 50 units  # doctest: +SKIP
+    """
 
     method: Literal["delaunay", "knn", "radius"] = "delaunay"
+    """'delaunay' (default; computed as squidpy does), 'knn' (``n_neighbors``) or 'radius'
+    (``radius``)."""
     n_neighbors: int = 8
     """Neighbours per cell for ``method='knn'``."""
     radius: float | None = None
@@ -51,12 +74,25 @@ class GraphConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture (DESIGN.md §2.3-2.6)."""
+    """Architecture: per-section cell encoders, the spatial (graph) part, the shared gene embedding
+    and the discriminators.
+
+    These settings are fixed when a model is created and saved with it; a mapping
+    (:func:`fusemap.map_query`) cannot change them.
+
+    Examples
+    --------
+    >>> fusemap.integrate(sections, n_latent=32, spatial_mode="gcn")  # doctest: +SKIP
+    """
 
     n_latent: int = 64
+    """Width of the cell, spatial and gene embeddings."""
     n_hidden: int = 512
+    """Width of the encoders' hidden layers."""
     n_hidden_layers: int = 2
+    """Hidden layers of each cell encoder."""
     dropout: float = 0.2
+    """Dropout in the encoders' hidden layers during training."""
     normalization: Literal["batch", "layer", "none"] = "layer"
     """Normalisation in the encoders' hidden layers. Batch statistics computed per section let each
     section's batches carry a signature the discriminators exploit, which stalls alignment; layer
@@ -67,6 +103,7 @@ class ModelConfig:
     gcn_layers: int = 1
     """Trainable layers in the graph encoder (and decoder) when ``spatial_mode='gcn'``."""
     n_disc_hidden: int = 256
+    """Width of the discriminators' hidden layers."""
     variational: bool = True
     """Reconstruct from a reparameterised sample of q(z|x) during training, so the KL term makes
     the cell embedding a proper variational posterior mean; ``False`` reconstructs from the mean
@@ -79,18 +116,29 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, phases, early stopping, balance weights (DESIGN.md §2.7-2.8)."""
+    """Optimisation, training phases, early stopping, alignment terms and balance weights.
+
+    These are the only settings a mapping (:func:`fusemap.map_query`) may change.
+
+    Examples
+    --------
+    >>> fusemap.integrate(sections, max_epochs=100, seed=1, device="cuda")  # doctest: +SKIP
+    >>> fusemap.integrate(sections, mmd_weight=0)  # the paper's discriminator-only alignment  # doctest: +SKIP
+    """
 
     max_epochs: int = 300
     """Maximum epochs of each of the two training phases."""
     batch_size: int = 256
     """Seed cells per section per step (their graph neighbours come along)."""
     lr: float = 1e-3
+    """Learning rate of the encoders, decoders and gene embedding (Adam)."""
     disc_lr: float = 1e-4
     """Discriminators learn ten times slower than the encoders: a fast discriminator makes the
     min-max oscillate (sections swap places instead of mixing)."""
     weight_decay: float = 0.0
+    """Weight decay of the optimisers."""
     val_fraction: float = 0.15
+    """Share of each section's cells held out to compute the validation loss for early stopping."""
     patience: int = 20
     """Epochs without improvement of the validation loss before a phase stops."""
     min_delta: float = 1e-3
@@ -98,12 +146,14 @@ class TrainConfig:
     restore_best: bool = True
     """At the end of a phase, go back to the weights of its best validation epoch."""
     adversarial: bool = True
+    """Train the encoders against the section discriminators (off: no adversarial alignment)."""
     adversarial_loss: Literal["confusion", "reverse"] = "confusion"
     """'confusion': encoders push the discriminator towards a uniform guess (bounded below);
     'reverse': encoders maximise the discriminator's cross-entropy (the paper's min-max)."""
     adv_ratio: float = 0.5
     """λ_dis is set so the adversarial term starts at this fraction of the reconstruction term."""
     kl_weight: float = 1.0
+    """Weight of the KL term of the variational cell encoders."""
     balance: bool = True
     """Compute per-cell balance weights after phase 1 and use them in phase 2."""
     balance_rule: Literal["overlap", "cosine"] = "overlap"
@@ -111,11 +161,13 @@ class TrainConfig:
     section lies beyond its own spread; 'cosine', centred centroids less alike than
     ``balance_low``/``balance_high`` (see fusemap.balance)."""
     balance_resolution: float = 1.0
+    """Leiden resolution of the per-section clusters that balance weights are computed on."""
     balance_low: float = 0.5
     """Cosine similarity to the best counterpart cluster below which a cluster gets the floor weight."""
     balance_high: float = 0.8
     """Similarity above which a cluster gets full weight (linear in between)."""
     balance_floor: float = 0.05
+    """Smallest balance weight a cell can get (its cluster has no counterpart)."""
     mmd_weight: float = 20.0
     """Weight of a maximum mean discrepancy between sections on both embeddings, beside the
     discriminators (fusemap.module.mmd_loss); 0 leaves alignment to the discriminators alone, as in
@@ -130,6 +182,7 @@ class TrainConfig:
     300-epoch cap: 450 vs 295 epochs on the mosaic) and learned slowly in short runs. Without
     balance weights (one phase) the term acts from the first epoch."""
     seed: int = 0
+    """Seed of the weights, the validation split and the minibatches: same seed, same result."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
     progress: bool | None = None
@@ -157,16 +210,79 @@ _SUBCONFIGS = {
 
 @dataclass(frozen=True)
 class FuseMapConfig:
+    """The complete, immutable configuration of a run: four parts, each a frozen dataclass.
+
+    Field names are unique across the parts, so any field can be set by name as a keyword to
+    :func:`fusemap.integrate`, :class:`fusemap.FuseMap` or :meth:`with_overrides`, which routes
+    it to its part. Values are checked (type and range) when a configuration is made this way,
+    with a message naming the option. The configuration is saved with a model and restored by
+    :meth:`FuseMap.load`.
+
+    Parameters
+    ----------
+    preprocess
+        :class:`PreprocessConfig`: from counts to the model's input.
+    graph
+        :class:`GraphConfig`: the spatial graph of each section.
+    model
+        :class:`ModelConfig`: the architecture.
+    train
+        :class:`TrainConfig`: optimisation, phases, alignment, balance weights, device.
+
+    Examples
+    --------
+    >>> import fusemap
+    >>> cfg = fusemap.FuseMapConfig().with_overrides(n_latent=32, max_epochs=100)
+    >>> cfg.model.n_latent, cfg.train.max_epochs
+    (32, 100)
+    >>> fusemap.FuseMapConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The configuration as a nested dict (part -> field -> value), as saved in ``config.json``.
+
+        Returns
+        -------
+        dict
+            ``{'preprocess': {...}, 'graph': {...}, 'model': {...}, 'train': {...}}``.
+
+        Examples
+        --------
+        >>> fusemap.FuseMapConfig().to_dict()["model"]["n_latent"]
+        64
+        """
         return {name: dataclasses.asdict(getattr(self, name)) for name in _SUBCONFIGS}
 
     @classmethod
     def from_dict(cls, d: dict[str, dict[str, Any]]) -> "FuseMapConfig":
+        """Make a configuration from its nested dict form (:meth:`to_dict`); missing fields keep
+        their defaults.
+
+        Parameters
+        ----------
+        d
+            Part name -> {field: value}; parts may be missing.
+
+        Returns
+        -------
+        FuseMapConfig
+
+        Raises
+        ------
+        FuseMapInputError
+            For an unknown field (for example, a model saved by a newer fusemap).
+
+        Examples
+        --------
+        >>> fusemap.FuseMapConfig.from_dict({"train": {"max_epochs": 50}}).train.max_epochs
+        50
+        """
         parts = {}
         for name, sub in _SUBCONFIGS.items():
             given = dict(d.get(name, {}))
@@ -181,7 +297,30 @@ class FuseMapConfig:
         return cls(**parts)
 
     def with_overrides(self, **overrides: Any) -> "FuseMapConfig":
-        """Return a copy with flat keyword overrides routed to their sub-configuration."""
+        """A copy with single fields changed, each routed to the part that owns it, then checked.
+
+        Parameters
+        ----------
+        **overrides
+            Field names of any part with their new values (``n_latent=32``, ``method='knn'``).
+            Whole numbers given as floats (as R and JSON send them) are accepted for integer
+            fields.
+
+        Returns
+        -------
+        FuseMapConfig
+            The new configuration (this one is unchanged; it is immutable).
+
+        Raises
+        ------
+        FuseMapInputError
+            For an unknown option (the message lists the valid ones) or an invalid value.
+
+        Examples
+        --------
+        >>> fusemap.FuseMapConfig().with_overrides(method="knn", n_neighbors=10).graph.method
+        'knn'
+        """
         if not overrides:
             return self
         owner = {f.name: name for name, sub in _SUBCONFIGS.items() for f in fields(sub)}
@@ -199,7 +338,23 @@ class FuseMapConfig:
         return out
 
     def check(self) -> None:
-        """Reject values that cannot work, naming the option and the allowed range."""
+        """Reject values that cannot work, naming the option and the allowed range.
+
+        Called by :meth:`with_overrides` and whenever a model is set up; call it yourself after
+        building the parts directly.
+
+        Raises
+        ------
+        FuseMapInputError
+            For the first invalid value, e.g. ``option dropout=1.5 is invalid; use a number in
+            [0, 1).``
+
+        Examples
+        --------
+        >>> fusemap.FuseMapConfig(model=fusemap.ModelConfig(dropout=1.5)).check()  # doctest: +SKIP
+        Traceback (most recent call last):
+        fusemap.errors.FuseMapInputError: option dropout=1.5 is invalid; use a number in [0, 1).
+        """
         for name in _SUBCONFIGS:
             for f in fields(getattr(self, name)):
                 _check_type(f.name, getattr(getattr(self, name), f.name), f.type)

@@ -35,6 +35,44 @@ def simulate(n_sections: int = 3, n_cells: int | Sequence[int] = 1000, n_genes: 
     everywhere plus section-specific genes (see :func:`mosaic_panels`); the full matrices are in
     ``simulate(..., panel_size=None)`` with the same seed. ``missing_types`` maps a section index to
     cell types absent from it (their cells are given another type), to test unbalanced composition.
+
+    Parameters
+    ----------
+    n_sections
+        Number of sections.
+    n_cells
+        Cells per section: one number for all, or one per section.
+    n_genes
+        Genes of the common panel (``Gene0000`` ...).
+    n_cell_types, n_regions
+        Cell types (``T0`` ...) and layered regions (``R0`` ...).
+    panel_size
+        Genes each section keeps (different panels); ``None`` keeps all genes everywhere.
+    n_shared
+        With ``panel_size``: genes kept in every section (default ``panel_size // 3``).
+    section_effect
+        Standard deviation of the log capture efficiency per section and gene: the batch effect.
+    library_size
+        Mean counts per cell (before per-section and per-cell variation).
+    dispersion
+        Negative binomial dispersion (larger: closer to Poisson).
+    missing_types
+        Section index -> cell type indices absent from that section.
+    seed
+        Seed of everything drawn.
+
+    Returns
+    -------
+    list of anndata.AnnData
+        One per section (``sim_section_0`` ...): sparse float32 counts in ``X``,
+        ``obsm['spatial']``, ``obs['cell_type']``, ``obs['region']``, ``obs['section']``.
+
+    Examples
+    --------
+    >>> from fusemap import datasets
+    >>> sections = datasets.simulate(n_sections=3, n_cells=500, panel_size=100, n_shared=40)
+    >>> [a.shape for a in sections]
+    [(500, 100), (500, 100), (500, 100)]
     """
     rng = np.random.default_rng(seed)
     sizes = [n_cells] * n_sections if np.isscalar(n_cells) else list(n_cells)
@@ -123,6 +161,35 @@ def mosaic_panels(sections: Sequence[ad.AnnData], n_shared: int, n_per_section: 
     at ``i/V`` of the way round, so consecutive sections overlap and every gene is measured
     somewhere when ``V * (n_per_section - n_shared) >= n_genes - n_shared``. The genes each section
     lost are listed in ``uns['masked_genes']``; they were measured, so they are ground truth.
+
+    Parameters
+    ----------
+    sections
+        Sections measured with one panel (only genes common to all are used).
+    n_shared
+        Genes kept in every section.
+    n_per_section
+        Genes each section keeps (shared ones included).
+    seed
+        Seed of the choice of shared genes and of the circle's order.
+
+    Returns
+    -------
+    list of anndata.AnnData
+        Copies of the sections restricted to their panels, with ``uns['masked_genes']`` and
+        ``uns['shared_genes']``.
+
+    Raises
+    ------
+    ValueError
+        Unless 0 <= ``n_shared`` <= ``n_per_section`` <= the genes common to all sections.
+
+    Examples
+    --------
+    >>> full = datasets.simulate(n_sections=3, n_cells=200)
+    >>> masked = datasets.mosaic_panels(full, n_shared=40, n_per_section=100)
+    >>> len(masked[0].uns["masked_genes"])
+    50
     """
     common = list(sections[0].var_names)
     for a in sections[1:]:
@@ -152,17 +219,62 @@ def mosaic_panels(sections: Sequence[ad.AnnData], n_shared: int, n_per_section: 
 
 # -- shared real data -------------------------------------------------------------------------------
 def data_dir() -> Path:
-    """The shared data folder: ``$FUSEMAP_DATA_DIR``, else ``../shared/data``."""
+    """The shared data folder: ``$FUSEMAP_DATA_DIR``, else ``../shared/data`` (relative to the
+    working directory).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> datasets.data_dir()  # doctest: +SKIP
+    PosixPath('../shared/data')
+    """
     return Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR))
 
 
 def has_data(names: Sequence[str] = STARMAP_MPFC) -> bool:
+    """Whether the shared data folder holds ``<name>.h5ad`` for every name (tests and demos check it).
+
+    Parameters
+    ----------
+    names
+        File stems; default: the three STARmap mPFC sections.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> sections = datasets.starmap_mpfc() if datasets.has_data() else datasets.simulate()  # doctest: +SKIP
+    """
     d = data_dir()
     return all((d / f"{n}.h5ad").exists() for n in names)
 
 
 def load(name: str) -> ad.AnnData:
-    """Read ``<name>.h5ad`` from the shared data folder (clear error if it is not there)."""
+    """Read ``<name>.h5ad`` from the shared data folder.
+
+    Parameters
+    ----------
+    name
+        File stem, e.g. ``'starmap_mpfc_BZ5'``.
+
+    Returns
+    -------
+    anndata.AnnData
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file is not there (the message says how to point to the data folder).
+
+    Examples
+    --------
+    >>> bz5 = datasets.load("starmap_mpfc_BZ5")  # doctest: +SKIP
+    """
     path = data_dir() / f"{name}.h5ad"
     if not path.exists():
         raise FileNotFoundError(
@@ -173,12 +285,54 @@ def load(name: str) -> ad.AnnData:
 
 
 def starmap_mpfc() -> list[ad.AnnData]:
-    """The three STARmap mPFC sections (BZ5, BZ9, BZ14; same 166-gene panel, cell types and layers)."""
+    """The three STARmap mPFC sections of the shared data folder (Wang et al., Science 2018).
+
+    BZ5, BZ9 and BZ14, about 1,050 cells each, measured with the same 166-gene panel, with the
+    authors' cell types and cortical layers in ``obs``.
+
+    Returns
+    -------
+    list of anndata.AnnData
+
+    Raises
+    ------
+    FileNotFoundError
+        When the data folder does not hold them.
+
+    Examples
+    --------
+    >>> bz5, bz9, bz14 = datasets.starmap_mpfc()  # doctest: +SKIP
+    """
     return [load(n) for n in STARMAP_MPFC]
 
 
 def starmap_mosaic(n_shared: int = 40, n_per_section: int = 100, seed: int = 0
                    ) -> tuple[list[ad.AnnData], list[ad.AnnData]]:
-    """STARmap mPFC with a different gene subset per section: (masked sections, full sections)."""
+    """STARmap mPFC with a different gene panel per section, as if measured by different technologies.
+
+    The genes a section loses were really measured, so they are ground truth for imputation (the
+    tutorials use this).
+
+    Parameters
+    ----------
+    n_shared
+        Genes kept in every section.
+    n_per_section
+        Genes each section keeps.
+    seed
+        Seed of the panels (see :func:`mosaic_panels`).
+
+    Returns
+    -------
+    masked : list of anndata.AnnData
+        The sections with their own panels (``uns['masked_genes']`` lists what each lost).
+    full : list of anndata.AnnData
+        The sections with all 166 genes.
+
+    Examples
+    --------
+    >>> masked, full = datasets.starmap_mosaic()  # doctest: +SKIP
+    >>> model = fusemap.integrate(masked)  # doctest: +SKIP
+    """
     full = starmap_mpfc()
     return mosaic_panels(full, n_shared, n_per_section, seed), full

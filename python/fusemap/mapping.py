@@ -143,19 +143,78 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list
 def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, reference: Any = None,
               spatial_key: str | None = None, checkpoint_dir: str | os.PathLike | None = None,
               resume: bool = True, write: bool = True, **overrides: Any) -> FuseMap:
-    """Map new sections onto a trained reference without changing it (module docstring: how).
+    """Map new sections onto a trained reference without changing the reference.
 
-    ``model_or_dir``: a trained :class:`~fusemap.FuseMap` or the directory of a saved one;
-    ``query``: new sections in any form :func:`fusemap.io.read_sections` accepts (AnnData,
-    list/dict of AnnData, ``.h5ad`` path(s) or folder; ``section_key`` splits one AnnData);
-    ``reference``: the reference sections' data (AnnData(s), files or folders), needed when the
-    model has none attached; for a model directory ``DIR/model`` the default is ``DIR/sections``
-    (the layout ``fusemap integrate`` writes). ``overrides``: training options only
-    (``max_epochs``, ``seed``, ``batch_size``, ``lr``, ``device`` ...); architecture and
-    preprocessing are fixed by the reference. Returns the mapped model (reference + query
-    sections, extended gene vocabulary) and, with ``write``, puts ``obsm['X_fusemap_cell']``,
-    ``obsm['X_fusemap_spatial']``, ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']`` into
-    the query AnnData objects.
+    New encoders are trained for the query sections (and new gene-embedding columns for genes
+    only the query measures) against discriminators that see the query together with the fixed
+    reference embeddings, which pulls the query into the reference's space. Every reference
+    weight stays bit-for-bit unchanged, so reference embeddings, earlier mappings and labels
+    transferred before remain valid (the module docstring of :mod:`fusemap.mapping` says how).
+
+    Parameters
+    ----------
+    model_or_dir
+        A trained :class:`~fusemap.FuseMap`, or the directory of a saved one (``model.save()``,
+        or ``DIR/model`` written by ``fusemap integrate``).
+    query
+        The new sections, in any form :func:`fusemap.io.read_sections` accepts (AnnData, list or
+        dict of AnnData, ``.h5ad`` path(s) or folder, SpatialData). Their names must differ from
+        the reference's section names; each needs genes in common with the reference (a warning
+        is given below 10 shared genes: the mapping then rests on very few genes).
+    section_key
+        obs column splitting one query AnnData into several sections.
+    reference
+        The reference sections' data, needed because their embeddings enter the discriminators.
+        Not needed for a model that still has its sections attached (the one
+        :func:`fusemap.integrate` returned). For a model directory ``DIR/model`` it defaults to
+        ``DIR/sections`` (or the single ``DIR/*.zarr`` store), the layout ``fusemap integrate``
+        writes. For a model that already holds mapped queries, pass their data too.
+    spatial_key
+        obsm key of the query coordinates; default: the key the reference was set up with.
+    checkpoint_dir
+        Write a checkpoint after every epoch of the mapping and resume from an existing one.
+    resume
+        Resume from a checkpoint in ``checkpoint_dir``; ``False`` starts over.
+    write
+        Write the results into the query sections (see Returns). ``False`` leaves them untouched;
+        read the embeddings from ``mapped.embeddings()``.
+    **overrides
+        Training options only (fields of :class:`~fusemap.TrainConfig`: ``max_epochs``,
+        ``seed``, ``batch_size``, ``lr``, ``device`` ...). Architecture, preprocessing and graph
+        settings belong to the reference and cannot change.
+
+    Returns
+    -------
+    FuseMap
+        The mapped model: reference plus query sections (role ``'query'`` in
+        ``section_info``) and the gene vocabulary extended by the query's new genes. It can be
+        saved, used by :func:`fusemap.impute` for the query cells, and used to map further
+        queries, but not trained again as a whole. With ``write``, each query section holds
+        ``obsm['X_fusemap_cell']``, ``obsm['X_fusemap_spatial']``,
+        ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']``.
+
+    Raises
+    ------
+    FuseMapInputError
+        For an option that a mapping cannot change, missing reference data, query sections
+        named like reference sections, or query sections sharing no gene with the reference.
+    FuseMapModelError
+        When ``model_or_dir`` is an untrained model or a damaged model directory.
+
+    Examples
+    --------
+    >>> import fusemap
+    >>> sections = fusemap.datasets.simulate(n_sections=3, n_cells=500, panel_size=100, n_shared=40)
+    >>> reference, query = sections[:2], sections[2]
+    >>> model = fusemap.integrate(reference, max_epochs=20)
+    >>> mapped = fusemap.map_query(model, query, max_epochs=20)
+    >>> query.obsm["X_fusemap_cell"].shape
+    (500, 64)
+    >>> result = fusemap.transfer_labels(reference, query, "cell_type")
+
+    From the folders ``fusemap integrate`` writes (``run/model`` beside ``run/sections``):
+
+    >>> mapped = fusemap.map_query("run/model", "new_section.h5ad", seed=1)
     """
     _check_overrides(overrides)
     ref = _reference_model(model_or_dir, reference, spatial_key, overrides.get("device"))

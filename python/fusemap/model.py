@@ -148,18 +148,64 @@ def prepare_sections(sections: SectionSet, vocabulary: GeneVocabulary, cfg: Fuse
 
 
 class FuseMap:
-    """FuseMap model over a fixed, ordered set of sections.
+    """The FuseMap model over a fixed, ordered set of sections: set up, train, read out, save, load.
+
+    Creating the model reads and validates the sections (every problem is reported at once,
+    naming the section and the fix), builds the gene vocabulary (the union of all panels),
+    preprocesses the expression, builds each section's spatial graph and initialises the
+    networks; nothing is trained yet. :func:`fusemap.integrate` does all steps in one call.
+    Methods return values; only :meth:`write` puts results into the AnnData objects.
 
     Parameters
     ----------
     data
-        Sections: list/dict of AnnData, one AnnData (with ``section_key`` for several sections),
-        a path to ``.h5ad`` file(s) or a SpatialData object or store.
+        The sections: a list of AnnData (given order), a dict name -> AnnData (sorted names), one
+        AnnData (one section, or several with ``section_key``), the path of an ``.h5ad`` file, a
+        folder of them or a list of paths, a SpatialData object or ``.zarr`` store, or on-disk
+        sections from :func:`fusemap.io.backed.open_sections`. Raw counts in ``X`` (or
+        ``layer=``), coordinates in ``obsm[spatial_key]``.
     section_key
         obs column naming each cell's section, when one AnnData holds several.
     config
-        A :class:`FuseMapConfig` (or its dict form); keyword ``overrides`` change single fields,
-        e.g. ``n_latent=32, max_epochs=100, seed=1``.
+        A :class:`FuseMapConfig`, its nested dict form, or ``None`` for the defaults.
+    spatial_key
+        obsm key of the cell coordinates.
+    **overrides
+        Single configuration fields by name, e.g. ``n_latent=32, max_epochs=100, seed=1``.
+
+    Attributes
+    ----------
+    config
+        The :class:`FuseMapConfig` of the model (immutable).
+    section_names
+        Section names in model order.
+    section_info
+        Per section: name, cell count, panel, graph summary and role (``'reference'`` or
+        ``'query'`` for sections added by :func:`fusemap.map_query`).
+    vocabulary
+        The gene vocabulary (union of the panels, first spelling met).
+    history
+        Per-epoch losses of the last training (see :meth:`history_frame`).
+    warnings
+        Warnings issued while validating the input.
+    model_dir
+        Directory the model was saved to or loaded from, if any.
+
+    Raises
+    ------
+    FuseMapInputError
+        When the sections or options cannot be used.
+
+    Examples
+    --------
+    >>> import fusemap
+    >>> sections = fusemap.datasets.simulate(n_sections=3, n_cells=500, panel_size=100, n_shared=40)
+    >>> model = fusemap.FuseMap(sections, n_latent=32, max_epochs=20, seed=0)
+    >>> model
+    FuseMap(untrained; 3 sections, 150 genes, k=32, spatial_mode='aggregate')
+    >>> model.train().write()  # doctest: +SKIP
+    >>> model.save("atlas_model")  # doctest: +SKIP
+    >>> same = fusemap.FuseMap.load("atlas_model", sections)  # doctest: +SKIP
     """
 
     def __init__(self, data: Any, section_key: str | None = None, config: FuseMapConfig | dict | None = None,
@@ -207,12 +253,46 @@ class FuseMap:
 
     @property
     def spatial_key(self) -> str:
+        """obsm key of the cell coordinates the model was set up with (saved with the model)."""
         return self.setup["spatial_key"]
 
     # -- training -------------------------------------------------------------------------------
     def train(self, checkpoint_dir: str | os.PathLike | None = None, resume: bool = True) -> "FuseMap":
-        """Train both phases. With ``checkpoint_dir``, a checkpoint is written after every epoch and
-        an existing one is resumed (``resume=False`` starts over)."""
+        """Train the model: pretraining, then balance weights, then the balanced phase.
+
+        Phase 1 trains with adversarial (and, with ``mmd_phase='both'``, MMD) alignment; then each
+        section's cells are clustered and clusters without a counterpart in another section are
+        down-weighted, so that alignment does not force a section's unique cell types onto other
+        sections' types; phase 2 trains with these weights. With ``balance=False``,
+        ``adversarial=False`` or a single section there is one phase. Each phase stops early when
+        the validation loss stops improving (``patience``) and restores its best weights. The seed
+        (``config.train.seed``) makes the result reproducible; the caller's random state is left
+        as it was.
+
+        Parameters
+        ----------
+        checkpoint_dir
+            Write a checkpoint (weights, optimiser state, counters, random states) after every
+            epoch, and resume from an existing one: a resumed run equals an uninterrupted one. A
+            checkpoint written for other data or settings is discarded with a message.
+        resume
+            Resume from a checkpoint in ``checkpoint_dir``; ``False`` starts over.
+
+        Returns
+        -------
+        FuseMap
+            The model itself (trained), so calls can be chained.
+
+        Raises
+        ------
+        FuseMapModelError
+            For a model that holds mapped query sections: its reference weights must not change.
+
+        Examples
+        --------
+        >>> model = fusemap.FuseMap(sections, max_epochs=50)  # doctest: +SKIP
+        >>> model.train(checkpoint_dir="ckpt")  # doctest: +SKIP
+        """
         query = [s["name"] for s in self.section_info if s.get("role") == "query"]
         if query:
             raise FuseMapModelError(
@@ -230,15 +310,50 @@ class FuseMap:
 
     @property
     def is_trained(self) -> bool:
+        """Whether the model has been trained (or was saved after training)."""
         return self.train_state is not None
 
     def history_frame(self) -> pd.DataFrame:
-        """Per-epoch losses (one row per epoch, both phases)."""
+        """Per-epoch losses of the training, one row per epoch of both phases (or of the mapping).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per epoch: ``phase``, ``epoch``, the training loss terms, ``val_loss``,
+            ``lambda_dis`` (adversarial weight) and ``seconds``; plot it to see whether training
+            converged.
+
+        Examples
+        --------
+        >>> model.history_frame().tail()  # doctest: +SKIP
+        """
         return pd.DataFrame(self.history)
 
     # -- read-out ------------------------------------------------------------------------------
     def embeddings(self) -> dict[str, SectionEmbedding]:
-        """Cell (Z_c) and spatial (Z_T) embeddings of every section, computed over whole graphs."""
+        """Cell and spatial embeddings of every section, computed over whole graphs.
+
+        Computed once and cached until the model changes (training, attaching data). Embeddings
+        are posterior means: the same cell always gets the same embedding.
+
+        Returns
+        -------
+        dict
+            Section name -> an object with ``.cell`` (cell embedding Z_c) and ``.spatial``
+            (spatial embedding Z_T), each a cells x ``n_latent`` float32 array in the section's
+            cell order.
+
+        Raises
+        ------
+        FuseMapInputError
+            For a model loaded without its sections' data (see :meth:`attach`).
+
+        Examples
+        --------
+        >>> emb = model.embeddings()  # doctest: +SKIP
+        >>> emb["sim_section_0"].cell.shape  # doctest: +SKIP
+        (500, 64)
+        """
         if self._embeddings is None:
             self._require_data("embeddings")
             self._embeddings = {}
@@ -248,13 +363,46 @@ class FuseMap:
         return self._embeddings
 
     def gene_embedding(self) -> pd.DataFrame:
-        """Gene embedding over the union of panels: one row per gene, one column per latent dim."""
+        """The gene embedding over the union of all panels.
+
+        Genes close in this embedding are co-expressed in similar cells and neighbourhoods
+        (:func:`fusemap.tl.gene_modules` clusters it); it is what lets a gene measured in one
+        section be imputed in the others.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per gene of the vocabulary (index ``gene``), columns ``latent_0`` ...
+            ``latent_{k-1}``.
+
+        Examples
+        --------
+        >>> model.gene_embedding().loc[["Gene0001", "Gene0002"]]  # doctest: +SKIP
+        """
         e = self.module.gene_matrix().detach().cpu().numpy().T
         return pd.DataFrame(e, index=pd.Index(self.vocabulary.names, name="gene"),
                             columns=[f"latent_{i}" for i in range(e.shape[1])])
 
     def run_record(self) -> dict:
-        """What was run, in a form that AnnData can store in ``uns`` (JSON strings for nested parts)."""
+        """What was run, in a form that AnnData can store in ``uns`` (JSON strings for nested parts).
+
+        :meth:`write` stores it in ``uns['fusemap']`` of every section, so a result file says how
+        it was made.
+
+        Returns
+        -------
+        dict
+            Package version, sections and cell counts, gene count, embedding keys, device, epochs
+            per phase and whether each stopped early, training seconds, the adversarial weight,
+            final validation loss, model directory, and the configuration and balance summary as
+            JSON strings.
+
+        Examples
+        --------
+        >>> import json
+        >>> json.loads(model.run_record()["config_json"])["train"]["seed"]  # doctest: +SKIP
+        0
+        """
         st = self.train_state
         last = self.history[-1] if self.history else {}
         return {
@@ -277,21 +425,60 @@ class FuseMap:
         }
 
     def write(self) -> None:
-        """Write both embeddings into ``obsm`` (and the run record into ``uns``) of the input objects.
+        """Write the results into the input objects.
 
-        Sections read from a SpatialData object also get the results in their annotating tables
-        (in memory; :func:`fusemap.io.spatialdata.save_spatialdata` saves the store)."""
+        Each section gets ``obsm['X_fusemap_cell']``, ``obsm['X_fusemap_spatial']``,
+        ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']`` (:meth:`run_record`); sections
+        split out of one AnnData write into that AnnData, in its cell order. Sections read from a
+        SpatialData object also get the results in their annotating tables, in memory
+        (:func:`fusemap.io.spatialdata.save_spatialdata` saves the store). Files the sections were
+        read from are not changed.
+
+        Examples
+        --------
+        >>> model.train().write()  # doctest: +SKIP
+        >>> sections[0].obsm["X_fusemap_spatial"]  # doctest: +SKIP
+        """
         embs = self.embeddings()
         put_embeddings(self.sections, {n: (e.cell, e.spatial) for n, e in embs.items()},
                        self.gene_embedding().to_numpy(), self.vocabulary.index_of, self.run_record())
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Save weights (loadable with ``torch.load(weights_only=True)``), JSON metadata and checksums.
+        """Save the model to a directory: weights, JSON metadata and checksums.
 
-        Written to a temporary directory beside ``path`` and renamed into place, so a failed save
-        never leaves a half-written model; an existing model is replaced only with ``overwrite``,
-        and a folder that is not a saved model never is.
+        The directory holds the weights (``weights.pt``, loadable with
+        ``torch.load(weights_only=True)``, so loading never runs pickled code), the configuration
+        and setup, the gene vocabulary, the sections and their panels, the training history, and
+        a checksum of each file that :meth:`load` checks, so a truncated or edited file is reported
+        instead of silently changing results. It is written to a temporary directory beside
+        ``path`` and renamed into place, so a failed save never leaves a half-written model. The
+        sections' data is not saved.
+
+        Parameters
+        ----------
+        path
+            Target directory.
+        overwrite
+            Replace an existing saved model at ``path``. A folder that is not a saved model (other
+            than an empty one) is never replaced.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory written.
+
+        Raises
+        ------
+        FileExistsError
+            When ``path`` exists and ``overwrite`` is false.
+        FuseMapInputError
+            When ``path`` exists and is neither a saved model nor an empty folder.
+
+        Examples
+        --------
+        >>> model.save("atlas_model", overwrite=True)  # doctest: +SKIP
+        PosixPath('atlas_model')
         """
         path = Path(path)
         if path.exists() and not overwrite:
@@ -325,9 +512,47 @@ class FuseMap:
     @classmethod
     def load(cls, path: str | os.PathLike, data: Any = None, section_key: str | None = None, *,
              device: str | None = None, spatial_key: str | None = None) -> "FuseMap":
-        """Load a saved model; with ``data`` (the same sections), embeddings can be recomputed.
+        """Load a model saved by :meth:`save` (or ``fusemap integrate``'s ``DIR/model``).
 
-        ``section_key`` and ``spatial_key`` default to those the model was set up with."""
+        The model's setup (``spatial_key``, ``section_key``, preprocessing) is read from the
+        directory, so loading never asks for it again. Without ``data`` the model can give its
+        gene embedding, be used by :func:`fusemap.map_query` (with ``reference=``) and impute
+        sections passed to :func:`fusemap.impute`; with ``data`` (its own sections) it can also
+        recompute embeddings.
+
+        Parameters
+        ----------
+        path
+            The saved model directory.
+        data
+            The sections the model was trained on (any form :func:`fusemap.io.read_sections`
+            accepts), attached with :meth:`attach`.
+        section_key
+            obs column splitting ``data``; default: the one the model was set up with.
+        device
+            Device to load onto (``'cpu'``, ``'cuda'``, ``'cuda:N'``, ``'auto'``); default: the
+            saved setting.
+        spatial_key
+            obsm key of the coordinates; default: the one the model was set up with.
+
+        Returns
+        -------
+        FuseMap
+            The loaded model, trained when it was saved after training.
+
+        Raises
+        ------
+        FuseMapModelError
+            When the directory is missing, incomplete, changed after saving (checksum), or
+            written by a newer format.
+        FuseMapInputError
+            When ``data`` does not match the model's sections and panels.
+
+        Examples
+        --------
+        >>> model = fusemap.FuseMap.load("run/model", "run/sections", device="cpu")  # doctest: +SKIP
+        >>> model.embeddings()  # doctest: +SKIP
+        """
         meta = read_model_dir(path)
         cfg = make_config(meta["config"]["config"])
         if device is not None:
@@ -358,7 +583,34 @@ class FuseMap:
         return self
 
     def attach(self, data: Any, section_key: str | None = None) -> "FuseMap":
-        """Attach the data of the model's own sections (e.g. after loading) to embed or impute."""
+        """Attach the data of the model's own sections (e.g. after loading) to embed or impute.
+
+        The sections are validated and preprocessed as in training, each section's genes put in
+        its saved panel order; cached embeddings are dropped.
+
+        Parameters
+        ----------
+        data
+            The sections the model was trained on, all of them, each with exactly the genes it was
+            trained on (any form :func:`fusemap.io.read_sections` accepts).
+        section_key
+            obs column splitting ``data``; default: the one the model was set up with.
+
+        Returns
+        -------
+        FuseMap
+            The model itself, so calls can be chained.
+
+        Raises
+        ------
+        FuseMapInputError
+            When sections are missing or unknown to the model, or a section lacks genes of its
+            panel or has extra ones.
+
+        Examples
+        --------
+        >>> model = fusemap.FuseMap.load("atlas_model").attach(sections)  # doctest: +SKIP
+        """
         sections = read_sections(data, self.setup.get("section_key") if section_key is None else section_key)
         self.warnings = validate(sections, self.config, spatial_key=self.spatial_key)
         known = {n: i for i, n in enumerate(self.section_names)}

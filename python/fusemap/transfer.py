@@ -46,7 +46,39 @@ def uncertainty_key(label_key: str) -> str:
 
 @dataclass
 class TransferResult:
-    """Predictions for the query cells and how well the classifier does on held-out reference cells."""
+    """Predictions for the query cells and how well the classifier does on held-out reference cells.
+
+    Returned by :func:`transfer_labels`; not constructed by users.
+
+    Attributes
+    ----------
+    levels
+        The transferred label columns, main level first.
+    predictions
+        One row per query cell (index: cell names, in section order): ``section``, and per level
+        ``fusemap_<level>`` (predicted class; ``'unassigned'`` for a sub-level whose predicted
+        parent has no labelled sub-level cells) and ``fusemap_<level>_uncertainty``.
+    heldout_accuracy, heldout_macro_f1
+        Per level, on the held-out reference cells (NaN without held-out cells); a sub-level's
+        score includes the errors of the levels above.
+    n_heldout
+        Held-out reference cells scored, per level.
+    rare_classes
+        Per level, the classes below ``min_cells`` and their cell counts.
+    classes
+        Per level, the classes the classifier was trained on.
+    method, embedding
+        The settings used.
+    n_reference_cells
+        Reference cells read (labelled or not).
+    n_unlabelled_reference_cells
+        Per level, reference cells without a label (left out).
+
+    Examples
+    --------
+    >>> result = fusemap.transfer_labels(reference, query, "cell_type")  # doctest: +SKIP
+    >>> result.summary()["heldout_accuracy"]  # doctest: +SKIP
+    """
 
     levels: list[str]
     predictions: pd.DataFrame  # query cells x (section, fusemap_<key>, fusemap_<key>_uncertainty per level)
@@ -61,7 +93,18 @@ class TransferResult:
     n_unlabelled_reference_cells: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        """JSON-friendly summary (no per-cell data)."""
+        """JSON-friendly summary of the result, without per-cell data (what ``fusemap transfer`` writes).
+
+        Returns
+        -------
+        dict
+            Levels, method, embedding, cell counts, held-out scores, rare and trained classes.
+
+        Examples
+        --------
+        >>> import json
+        >>> print(json.dumps(result.summary(), indent=1))  # doctest: +SKIP
+        """
         return {
             "levels": self.levels, "method": self.method, "embedding": self.embedding,
             "n_reference_cells": int(self.n_reference_cells),
@@ -187,23 +230,88 @@ def transfer_labels(reference: Any, query: Any, label_key: str, *, embedding: st
                     hierarchy: str | Sequence[str] | None = None, min_cells: int = 10, rare: str = "exclude",
                     holdout: float = 0.2, n_neighbors: int = 15, max_train_cells: int | None = 200_000,
                     seed: int = 0, write: bool = True) -> TransferResult:
-    """Transfer ``label_key`` (and finer ``hierarchy`` levels) from reference to query cells.
+    """Transfer labels (cell types, regions) from labelled reference cells to query cells.
 
-    ``reference``: labelled sections holding the FuseMap embeddings - AnnData, list/dict of
-    AnnData, ``.h5ad`` path(s) or folders (e.g. ``DIR/sections`` written by ``fusemap integrate``);
-    ``query``: sections holding embeddings in the same space (written by :func:`fusemap.map_query`
-    or ``fusemap map``), same accepted forms. ``label_key``: obs column of the reference to
-    transfer. ``embedding``: ``'cell'`` (``obsm['X_fusemap_cell']``, for cell types) or
-    ``'spatial'`` (``obsm['X_fusemap_spatial']``, for tissue regions). ``method``: ``'mlp'``
-    (a small neural network classifier on standardised embeddings, as in the paper), ``'knn'``
-    (majority of the ``n_neighbors`` nearest reference cells) or ``'ensemble'`` (the mean of both
-    classifiers' class probabilities). On the STARmap mosaic, BZ14 mapped onto BZ5 + BZ9, cell
-    types: MLP accuracy 0.605 / macro-F1 0.523, kNN 0.552 / 0.469, ensemble 0.597 / 0.505
-    (benchmarks/results/ablation/ABLATION.md), so the MLP stays the default. ``hierarchy``: obs column(s) of finer
-    levels nested in ``label_key``; each is transferred among the reference cells of the class
-    predicted at the level above. With ``write``, ``obs['fusemap_<key>']`` (predicted class) and
-    ``obs['fusemap_<key>_uncertainty']`` (1 - the classifier's highest class probability; for a
-    sub-level, conditional on the predicted parent) are written into the query for every level.
+    A classifier is trained on the reference cells' FuseMap embeddings and predicts the query
+    cells, which live in the same space after :func:`fusemap.map_query` (or after integrating
+    both together). Each prediction comes with an uncertainty, and the classifier is scored on
+    held-out reference cells, so the result says how far to trust it. Rare classes are never
+    dropped silently (see ``rare``).
+
+    Parameters
+    ----------
+    reference
+        Labelled sections holding the FuseMap embeddings: AnnData, list or dict of AnnData,
+        ``.h5ad`` path(s) or folders (e.g. ``DIR/sections`` written by ``fusemap integrate``).
+        Reference cells without a label (NaN) are left out.
+    query
+        Sections holding embeddings in the same space (written by :func:`fusemap.map_query` or
+        ``fusemap map``), in the same accepted forms.
+    label_key
+        obs column of the reference to transfer (the main level).
+    embedding
+        ``'cell'`` (``obsm['X_fusemap_cell']``) for cell types, ``'spatial'``
+        (``obsm['X_fusemap_spatial']``) for tissue regions: the spatial embedding summarises a
+        cell's neighbourhood, which is what a region label describes.
+    method
+        ``'mlp'`` (a small neural network on standardised embeddings, as in the paper),
+        ``'knn'`` (vote of the ``n_neighbors`` nearest reference cells) or ``'ensemble'`` (the
+        mean of both classifiers' class probabilities). On the STARmap mosaic (BZ14 mapped onto
+        BZ5 + BZ9, cell types) MLP accuracy 0.605 / macro-F1 0.523, kNN 0.552 / 0.469, ensemble
+        0.597 / 0.505 (benchmarks/results/ablation/ABLATION.md), so the MLP stays the default.
+    hierarchy
+        obs column(s) of finer levels nested in ``label_key`` (e.g. subtypes within types). Each
+        level is transferred among the reference cells of the class predicted at the level
+        above, so a sub-label is always consistent with its parent.
+    min_cells
+        Classes with fewer labelled reference cells cannot be learned or evaluated reliably;
+        they are handled as ``rare`` says, with a :class:`~fusemap.FuseMapWarning` naming them.
+    rare
+        ``'exclude'``: cells of rare classes are left out of training and evaluation;
+        ``'other'``: they are merged into one class ``'other'``.
+    holdout
+        Share of labelled reference cells (stratified by class) kept out of training and
+        predicted like query cells, for the held-out accuracy and macro-F1; ``0`` trains on all.
+    n_neighbors
+        Neighbours of the kNN classifier (``'knn'`` and ``'ensemble'``).
+    max_train_cells
+        Train on a random subset of at most this many reference cells (``None``: all), which
+        bounds the time of the MLP on very large references.
+    seed
+        Seed of the held-out split, the subset and the classifier.
+    write
+        Write ``obs['fusemap_<level>']`` (predicted class) and
+        ``obs['fusemap_<level>_uncertainty']`` (1 - the classifier's highest class probability;
+        for a sub-level, conditional on the predicted parent) into the query sections for every
+        level (and into their SpatialData tables, for SpatialData input).
+
+    Returns
+    -------
+    TransferResult
+        ``predictions`` (query cells x section, predicted class and uncertainty per level),
+        held-out accuracy and macro-F1 per level, the classes and the rare classes found.
+
+    Raises
+    ------
+    FuseMapInputError
+        For an invalid option, a label column missing from a reference section, sections
+        without the embeddings, query and reference embeddings of different widths, or no usable
+        label at all.
+
+    Examples
+    --------
+    >>> import fusemap
+    >>> sections = fusemap.datasets.simulate(n_sections=3, n_cells=500, panel_size=100, n_shared=40)
+    >>> reference, query = sections[:2], sections[2]
+    >>> model = fusemap.integrate(reference, max_epochs=20)
+    >>> _ = fusemap.map_query(model, query, max_epochs=20)
+    >>> result = fusemap.transfer_labels(reference, query, "cell_type")
+    >>> result.heldout_accuracy["cell_type"]  # share of held-out reference cells predicted right
+    >>> query.obs[["fusemap_cell_type", "fusemap_cell_type_uncertainty"]].head()  # doctest: +SKIP
+
+    Regions from the spatial embedding:
+
+    >>> regions = fusemap.transfer_labels(reference, query, "region", embedding="spatial")
     """
     if embedding not in EMBEDDINGS:
         raise FuseMapInputError(f"embedding={embedding!r} is not one of {list(EMBEDDINGS)}.")

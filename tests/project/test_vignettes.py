@@ -2,7 +2,8 @@
 (FUSEMAP_VIGNETTE_FAST=1: 3 epochs, 300 cells per section), and print and draw what they claim.
 
 Each is executed by vignettes/render.py (jupytext + nbclient, a fresh kernel of this Python) in a
-subprocess; the executed notebook's printed output and the figure files are then checked. The R
+subprocess; the executed notebook's printed output and the figure files are then checked, and the
+notebook is kept in build/vignettes-fast, where `make docs` finds it. The R
 vignette is knitted by scripts/test_r.sh after the R package is installed.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +25,8 @@ from conftest import ROOT, require_data
 pytestmark = pytest.mark.realdata
 
 VIGNETTES = ROOT / "vignettes"
+DOCS_NOTEBOOKS = ROOT / "build" / "vignettes-fast"
+"""Where each executed notebook is copied for the documentation (ignored by git)."""
 
 
 def _execute(prefix: str, out: Path) -> tuple[str, Path]:
@@ -45,6 +49,9 @@ def _execute(prefix: str, out: Path) -> tuple[str, Path]:
     assert not errors
     images = sum(1 for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
     print(f"{nb_path.stem}: {time.perf_counter() - t0:.0f} s, {images} inline images")
+    # kept for `make docs`, which shows the newest rendering of each tutorial (docs/conf.py)
+    DOCS_NOTEBOOKS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(nb_path, DOCS_NOTEBOOKS / nb_path.name)
     return text, out / "figures" / nb_path.stem
 
 

@@ -165,8 +165,31 @@ def preprocess_matrix(m, *, normalized: bool = False, target_sum: float | None =
 def open_sections(paths: Sequence[str | os.PathLike]):
     """Open ``.h5ad`` files (backed, read-only) or AnnData ``.zarr`` stores without loading ``X``.
 
-    Everything but the expression matrix (obs, var, obsm, ...) is read into memory; pass the
+    For sections larger than memory: everything but the expression matrix (obs, var, obsm, ...)
+    is read into memory; the expression is preprocessed a block of rows at a time into
+    memory-mapped files (in ``$TMPDIR``) and training reads only each minibatch's rows. Pass the
     result to :class:`fusemap.FuseMap` / :func:`fusemap.integrate` like in-memory sections.
+
+    Parameters
+    ----------
+    paths
+        ``.h5ad`` files or AnnData ``.zarr`` stores, one section each.
+
+    Returns
+    -------
+    list of anndata.AnnData
+        One per path, in the given order.
+
+    Raises
+    ------
+    FuseMapInputError
+        When a path does not exist or cannot be opened.
+
+    Examples
+    --------
+    >>> from fusemap.io.backed import open_sections
+    >>> sections = open_sections(["A.h5ad", "B.zarr"])  # doctest: +SKIP
+    >>> model = fusemap.integrate(sections)  # doctest: +SKIP
     """
     import anndata as ad
 

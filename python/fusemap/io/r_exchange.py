@@ -105,6 +105,7 @@ def frame_to_part(df: pd.DataFrame, where: str) -> dict:
 
 
 def frame_from_part(part: dict | None, index: pd.Index, where: str) -> pd.DataFrame:
+    """The data frame of a part written by :func:`frame_to_part` (or by R), on ``index``."""
     if part is None:
         return pd.DataFrame(index=index)
     names = [str(x) for x in _array(part.get("names", []), str)]
@@ -133,6 +134,7 @@ def matrix_to_part(m: Any, where: str) -> dict:
 
 
 def matrix_from_part(part: dict, shape: tuple[int, int]):
+    """The matrix of a part written by :func:`matrix_to_part` (or by R): CSR or dense, float64."""
     kind = _scalar(part["kind"])
     if kind == "sparse":
         return sp.csr_matrix((_array(part["data"], np.float64), _array(part["indices"], np.int32),
@@ -292,7 +294,33 @@ def read_h5ad_parts(path: str | os.PathLike, X_name: str | None = None) -> dict:
 
 
 def write_h5ad(adata: ad.AnnData, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write an ``.h5ad`` file atomically; an existing file is replaced only with ``overwrite``."""
+    """Write an ``.h5ad`` file atomically: to a temporary file beside ``path``, then renamed.
+
+    A crash or a full disk never leaves a truncated file where R (or a later run) would read it.
+
+    Parameters
+    ----------
+    adata
+        The AnnData to write.
+    path
+        Target file.
+    overwrite
+        Replace an existing file at ``path``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    FileExistsError
+        When ``path`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> fusemap.io.write_h5ad(sections[0], "section0.h5ad", overwrite=True)  # doctest: +SKIP
+    """
     return _atomic_write(Path(path), overwrite, lambda tmp: adata.write_h5ad(tmp), ".h5ad")
 
 
@@ -548,14 +576,61 @@ def _from_r(obj, scalars: bool = False):
 
 
 def anndata_to_spe(adata: ad.AnnData, X_name: str | None = None):
-    """An rpy2 SpatialExperiment holding ``adata`` (see the module docstring for the mapping)."""
+    """An rpy2 SpatialExperiment holding ``adata``, for R code run through rpy2.
+
+    ``X`` and layers become assays, ``obs``/``var`` colData/rowData, ``obsm['spatial']``
+    spatialCoords, other ``obsm`` reducedDims (``X_fusemap_cell`` -> ``FuseMap_cell``), ``uns``
+    metadata; the full mapping is in :mod:`fusemap.io.r_exchange`. Needs the ``r`` extra (rpy2) and
+    R with SpatialExperiment.
+
+    Parameters
+    ----------
+    adata
+        The AnnData to convert.
+    X_name
+        Name of the assay that ``X`` becomes (default: ``uns['X_name']``, else ``'counts'``;
+        ``'X'`` when a layer is already called ``'counts'``).
+
+    Returns
+    -------
+    rpy2.robjects.methods.RS4
+        The SpatialExperiment.
+
+    Examples
+    --------
+    >>> spe = fusemap.io.anndata_to_spe(sections[0])  # doctest: +SKIP
+    """
     env = _r()
     return env[".parts_to_spe"](_to_r(anndata_to_parts(adata, X_name)))
 
 
 def spe_to_anndata(spe, X_name: str | None = None) -> ad.AnnData:
-    """An AnnData from an rpy2 SpatialExperiment (or SingleCellExperiment); ``X`` is assay
-    ``X_name`` (default ``counts`` when present, else the first assay)."""
+    """An AnnData from an rpy2 SpatialExperiment (or SingleCellExperiment).
+
+    The inverse of :func:`anndata_to_spe`; parts without an AnnData counterpart (images,
+    alternative experiments) are left out with a :class:`~fusemap.FuseMapWarning` naming them.
+
+    Parameters
+    ----------
+    spe
+        The R object (through rpy2).
+    X_name
+        Assay that becomes ``X`` (default ``counts`` when present, else the first assay); the
+        other assays become layers.
+
+    Returns
+    -------
+    anndata.AnnData
+
+    Raises
+    ------
+    FuseMapInputError
+        When ``spe`` is not a SingleCellExperiment or ``X_name`` is not one of its assays.
+
+    Examples
+    --------
+    >>> adata = fusemap.io.spe_to_anndata(spe, X_name="counts")  # doctest: +SKIP
+    """
     import rpy2.robjects as ro
 
     env = _r()
@@ -581,8 +656,35 @@ def write_rds(adata: ad.AnnData, path: str | os.PathLike, overwrite: bool = Fals
               X_name: str | None = None) -> Path:
     """Save ``adata`` as a SpatialExperiment in an ``.rds`` file that R reads with ``readRDS()``.
 
-    Written to a temporary file beside ``path`` and renamed into place; an existing file is
-    replaced only with ``overwrite=True``.
+    The way to hand results (embeddings, transferred labels) to R colleagues. Written to a
+    temporary file beside ``path`` and renamed into place. Needs the ``r`` extra and R with
+    SpatialExperiment.
+
+    Parameters
+    ----------
+    adata
+        The AnnData to save (see :func:`anndata_to_spe` for what goes where).
+    path
+        Target ``.rds`` file.
+    overwrite
+        Replace an existing file at ``path``.
+    X_name
+        Name of the assay that ``X`` becomes (default: ``uns['X_name']``, else ``'counts'``;
+        ``'X'`` when a layer is already called ``'counts'``).
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    FileExistsError
+        When ``path`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> fusemap.io.write_rds(sections[0], "BZ5_fusemap.rds")  # doctest: +SKIP
     """
     import rpy2.robjects as ro
 
@@ -594,7 +696,29 @@ def write_rds(adata: ad.AnnData, path: str | os.PathLike, overwrite: bool = Fals
 
 
 def read_rds(path: str | os.PathLike, X_name: str | None = None) -> ad.AnnData:
-    """Read an ``.rds`` file holding a SpatialExperiment (or SingleCellExperiment) as AnnData."""
+    """Read an ``.rds`` file holding a SpatialExperiment (or SingleCellExperiment) as AnnData.
+
+    Parameters
+    ----------
+    path
+        The ``.rds`` file (written by R's ``saveRDS()`` or :func:`write_rds`).
+    X_name
+        Assay that becomes ``X`` (default ``counts`` when present, else the first assay).
+
+    Returns
+    -------
+    anndata.AnnData
+
+    Raises
+    ------
+    FuseMapInputError
+        When the file does not exist or holds no SingleCellExperiment.
+
+    Examples
+    --------
+    >>> adata = fusemap.io.read_rds("section_from_R.rds")  # doctest: +SKIP
+    >>> model = fusemap.integrate([adata, other])  # doctest: +SKIP
+    """
     import rpy2.robjects as ro
 
     path = Path(path)

@@ -177,11 +177,53 @@ def paths_of(data: Any) -> list[str]:
 def read_sections(data: Any, section_key: str | None = None, *, table: str | Sequence[str] | None = None,
                   coordinate_system: str | None = None, backed: bool = False,
                   argname: str = "data") -> SectionSet:
-    """Read sections from any accepted input (see the module docstring) as a :class:`SectionSet`.
+    """Read sections from any accepted input as one ordered :class:`SectionSet`.
 
-    ``table`` and ``coordinate_system`` apply to a SpatialData store (a list holding one store
-    is read as that store); ``backed`` leaves each ``.h5ad`` / AnnData zarr file's expression on
-    disk (one section per file, named by the file stem). The result remembers the paths read.
+    Every entry point (Python API, command line, R) reads through this function, so they accept
+    the same inputs and order sections the same way. AnnData objects are used as they are (no
+    copy, except when one AnnData is split by ``section_key``), so results written later land in
+    the caller's objects.
+
+    Parameters
+    ----------
+    data
+        One AnnData (a single section named by its single ``obs['section']`` value, else
+        ``'section_0'``; or several with ``section_key``), a list or tuple of AnnData (given
+        order), a dict name -> AnnData (sorted names), a SpatialData object or ``.zarr`` store
+        (see :func:`fusemap.io.spatialdata.sections_from_spatialdata`), the path of an ``.h5ad``
+        file (named by the file stem), a folder of ``.h5ad`` files (sorted file names), or a list
+        of such paths.
+    section_key
+        obs column naming each cell's section, when an AnnData or file holds several.
+    table
+        SpatialData only: table name(s) to read (default: every annotating table).
+    coordinate_system
+        SpatialData only: coordinate system of the centroids, when a table holds no
+        coordinates (default ``'global'``).
+    backed
+        Leave each ``.h5ad`` / AnnData ``.zarr`` file's expression on disk (one section per file,
+        named by the file stem), for sections larger than memory.
+    argname
+        Argument name used in error messages.
+
+    Returns
+    -------
+    SectionSet
+        Names and AnnData objects in order; remembers the paths read, so that outputs never
+        replace an input.
+
+    Raises
+    ------
+    FuseMapInputError
+        For a missing file or column, an empty folder, a dict with non-AnnData values, or a
+        store mixed with other paths.
+
+    Examples
+    --------
+    >>> from fusemap.io import read_sections
+    >>> sections = read_sections("run/sections")  # a folder of .h5ad files  # doctest: +SKIP
+    >>> sections.names  # doctest: +SKIP
+    >>> sections = read_sections(adata, section_key="sample")  # doctest: +SKIP
     """
     paths = paths_of(data)
     if backed:

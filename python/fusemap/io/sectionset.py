@@ -18,11 +18,33 @@ log = logging.getLogger("fusemap")
 
 @dataclass
 class SectionSet:
-    """Sections in their fixed order.
+    """Sections in their fixed order: what :func:`read_sections` returns and every later step takes.
 
     When the sections were split out of one AnnData by ``section_key``, ``parent`` is that AnnData
     and ``parent_rows[i]`` gives, for section ``i``, the positions of its cells in ``parent``, so
     results can be written back in the parent's cell order.
+
+    Parameters
+    ----------
+    names
+        Section names, unique, in order.
+    adatas
+        One AnnData per section, in the same order.
+    parent
+        The AnnData the sections were split out of, if any.
+    parent_rows
+        Per section, the positions of its cells in ``parent``.
+    section_key
+        The obs column the sections were split by.
+    source
+        See the attribute below.
+    paths
+        See the attribute below.
+
+    Examples
+    --------
+    >>> s = fusemap.io.read_sections({"a": adata_a, "b": adata_b})  # doctest: +SKIP
+    >>> [(name, a.n_obs) for name, a in s.items()]  # doctest: +SKIP
     """
 
     names: list[str]
@@ -40,10 +62,31 @@ class SectionSet:
         return len(self.names)
 
     def items(self):
+        """Pairs (name, AnnData) in section order.
+
+        Examples
+        --------
+        >>> for name, adata in sections.items():  # doctest: +SKIP
+        ...     print(name, adata.n_obs)
+        """
         return zip(self.names, self.adatas)
 
     def subset(self, order: list[int]) -> "SectionSet":
-        """The sections at positions ``order`` (parent rows follow; the source stays)."""
+        """The sections at positions ``order`` (parent rows follow; the source stays).
+
+        Parameters
+        ----------
+        order
+            Positions of the sections to keep, in the new order.
+
+        Returns
+        -------
+        SectionSet
+
+        Examples
+        --------
+        >>> sections.subset([1, 0]).names  # doctest: +SKIP
+        """
         return SectionSet([self.names[i] for i in order], [self.adatas[i] for i in order], parent=self.parent,
                           parent_rows=[self.parent_rows[i] for i in order] if self.parent_rows else [],
                           section_key=self.section_key, source=self.source, paths=list(self.paths))

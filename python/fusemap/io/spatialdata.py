@@ -153,7 +153,21 @@ def _annotated_elements(sdata) -> dict[str, str]:
 
 
 def annotating_tables(sdata) -> list[str]:
-    """Names of the tables whose ``spatialdata_attrs`` name at least one region."""
+    """Names of the tables whose ``spatialdata_attrs`` name at least one region (the tables read as sections).
+
+    Parameters
+    ----------
+    sdata
+        A SpatialData object.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> annotating_tables(sdata)  # doctest: +SKIP
+    """
     out = []
     for name, table in sdata.tables.items():
         region = _attrs(table).get("region")
@@ -301,13 +315,33 @@ def sections_from_spatialdata(sdata_or_path: Any, section_key: str | None = None
         Table name(s) to read; default every table that annotates shapes, points or labels.
     coordinate_system
         Coordinate system of the centroids when a table holds no ``obsm[spatial_key]``.
+    spatial_key
+        obsm key of the coordinates in the tables (and of the centroids put into the sections).
     coordinates
         ``'auto'`` (the table's ``obsm[spatial_key]`` when present, else centroids), ``'obsm'`` or
         ``'centroids'`` (always from the elements, e.g. to work in another coordinate system).
+    argname
+        Argument name used in error messages.
 
-    Section names: the region (element) name, or the ``section_key`` value; prefixed with
-    ``region/`` and then ``table/`` only where needed to keep names unique. The returned set's
-    ``source`` remembers each section's table and rows, so results can be written back.
+    Returns
+    -------
+    SectionSet
+        One section per annotated element (or ``section_key`` value). Section names: the region
+        (element) name, or the ``section_key`` value; prefixed with ``region/`` and then
+        ``table/`` only where needed to keep names unique. Its ``source`` remembers each
+        section's table and rows, so results can be written back.
+
+    Raises
+    ------
+    FuseMapInputError
+        For an unknown table, column or coordinate system, rows that match no instance, or
+        tables without rows.
+
+    Examples
+    --------
+    >>> from fusemap.io.spatialdata import sections_from_spatialdata
+    >>> sections = sections_from_spatialdata("brain.zarr", table="table")  # doctest: +SKIP
+    >>> sections.names  # doctest: +SKIP
     """
     if coordinates not in COORDINATES:
         raise FuseMapInputError(f"coordinates={coordinates!r}: use one of {list(COORDINATES)}.")
@@ -419,8 +453,31 @@ def write_results(sections: SectionSet, sdata: Any = None) -> list[str]:
     ``fusemap*`` (rows of the table outside every section get NaN), new ``obs`` columns and
     ``fusemap*`` ones, ``varm['fusemap_gene_embedding']``, ``uns['fusemap']`` (the run record plus
     ``spatialdata_json``), and the squidpy graph when the table had none. Nothing else in the
-    table changes; the centroid coordinates used for training are not written. Returns the names
-    of the tables changed (in memory; save them with :func:`save_spatialdata`).
+    table changes; the centroid coordinates used for training are not written.
+    :meth:`fusemap.FuseMap.write` and :func:`fusemap.transfer_labels` call it for SpatialData
+    input.
+
+    Parameters
+    ----------
+    sections
+        Sections read by :func:`sections_from_spatialdata`, holding results.
+    sdata
+        The SpatialData object to write into; default: the one the sections were read from.
+
+    Returns
+    -------
+    list of str
+        Names of the tables changed, in memory; save them with :func:`save_spatialdata`.
+
+    Raises
+    ------
+    FuseMapInputError
+        When the sections were not read from a SpatialData object.
+
+    Examples
+    --------
+    >>> changed = write_results(model.sections)  # doctest: +SKIP
+    >>> save_spatialdata(model.sections.source.sdata, "out.zarr", tables=changed)  # doctest: +SKIP
     """
     src = sections.source
     if not isinstance(src, SpatialDataSource):
@@ -488,9 +545,43 @@ def add_imputed_table(sdata: Any, name: str, sections: SectionSet, imputed: dict
                       genes: Sequence[str] | None = None, overwrite: bool = False) -> ad.AnnData:
     """Add a table of imputed expression that annotates the same elements as the sections' table(s).
 
-    ``imputed[section]`` is a cells x genes matrix (array or DataFrame with gene columns) in the
-    section's cell order. The new table copies each source row's region and instance id, so it
-    joins the same shapes as the original table; its rows follow the source tables' row order.
+    Imputed genes get their own table because the original table holds the measured panel; the
+    new table copies each source row's region and instance id, so it joins the same shapes as the
+    original table, and its rows follow the source tables' row order. ``fusemap impute`` on a store
+    uses it.
+
+    Parameters
+    ----------
+    sdata
+        The SpatialData object to add the table to (in memory).
+    name
+        Name of the new table.
+    sections
+        The sections the values belong to, read by :func:`sections_from_spatialdata`.
+    imputed
+        Section name -> cells x genes matrix (array, or DataFrame with gene columns) in the
+        section's cell order.
+    genes
+        Gene names of the columns (needed for arrays).
+    overwrite
+        Replace an existing table of that name.
+
+    Returns
+    -------
+    anndata.AnnData
+        The new table (also in ``sdata.tables[name]``).
+
+    Raises
+    ------
+    FuseMapInputError
+        When the sections were not read from a SpatialData object, or the table exists and
+        ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> imputed = fusemap.impute(model)  # doctest: +SKIP
+    >>> add_imputed_table(sdata, "fusemap_imputed", model.sections,
+    ...                   {"cells": imputed.X}, genes=list(imputed.var_names))  # doctest: +SKIP
     """
     src = sections.source
     if not isinstance(src, SpatialDataSource):
@@ -596,14 +687,41 @@ def save_spatialdata(sdata: Any, path: str | os.PathLike, *, tables: Sequence[st
                      overwrite: bool = False, in_place: bool = False) -> Path:
     """Save ``sdata`` to the zarr store ``path`` atomically (temporary store beside it, then rename).
 
+    Parameters
+    ----------
+    sdata
+        The SpatialData object (e.g. after :func:`fusemap.integrate` wrote into its tables).
+    path
+        Target store.
     tables
         Names of the tables changed since the object was read from its store. When given (and the
         object is backed by a store), that store is copied and only these tables are rewritten, so
         every other element stays byte-identical; in-memory edits to other elements are then not
         saved. Without it the whole object is written.
+    overwrite
+        Replace an existing store at ``path`` (never anything that is not a zarr store).
     in_place
         Needed when ``path`` is the store the object was read from; only ``tables`` (default all
         tables) are replaced there, each by a rename.
+
+    Returns
+    -------
+    pathlib.Path
+        The store written.
+
+    Raises
+    ------
+    FuseMapInputError
+        When ``path`` is the source store without ``in_place``, or exists and is not a store.
+    FileExistsError
+        When ``path`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> import spatialdata as sd  # doctest: +SKIP
+    >>> sdata = sd.read_zarr("brain.zarr")  # doctest: +SKIP
+    >>> model = fusemap.integrate(sdata)  # doctest: +SKIP
+    >>> save_spatialdata(sdata, "brain_fusemap.zarr", tables=["table"])  # doctest: +SKIP
     """
     _spatialdata()  # a clear error when spatialdata is missing
     path = Path(path)

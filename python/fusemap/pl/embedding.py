@@ -99,13 +99,36 @@ def spatial_figure(pooled: ad.AnnData, color: str, title: str) -> plt.Figure:
 
 def integration_figures(sections: Sequence[ad.AnnData], names: Sequence[str], out_dir: str | Path,
                         seed: int = 0) -> list[Path]:
-    """Write the standard figures of an integration as PNGs; returns their paths.
+    """Write the standard figures of an integration as PNGs (what ``fusemap integrate`` draws).
 
     For each embedding: UMAP coloured by section, by Leiden cluster (and by ``cell_type`` /
     ``region`` when present), and the clusters drawn on every section's coordinates. Tissue regions
-    are few and large, so the spatial embedding is clustered coarser (:data:`FIGURE_RESOLUTION`).
-    Under each figure a line states how well the sections mix: the share of cells in clusters that
-    hold every section (:func:`fusemap.mixing.shared_clusters`).
+    are few and large, so the spatial embedding is clustered coarser (resolution 0.3 against 0.8
+    for the cell embedding). Under each figure a line states how well the sections mix: the share
+    of cells in clusters that hold every section (:func:`fusemap.mixing.shared_clusters`).
+
+    Parameters
+    ----------
+    sections
+        The integrated sections (AnnData with ``obsm['X_fusemap_cell']``,
+        ``obsm['X_fusemap_spatial']`` and ``obsm['spatial']``).
+    names
+        Their names, in the same order (shown in the legends and panel titles).
+    out_dir
+        Folder the PNGs are written to (created if needed).
+    seed
+        Seed of the neighbour graphs, Leiden and UMAP.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``umap_cell.png``, ``spatial_cell_clusters.png``, ``umap_spatial.png`` and
+        ``spatial_spatial_clusters.png`` in ``out_dir``.
+
+    Examples
+    --------
+    >>> model = fusemap.integrate(sections)  # doctest: +SKIP
+    >>> fusemap.pl.integration_figures(sections, model.section_names, "figures/")  # doctest: +SKIP
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,13 +172,52 @@ def tissue_clusters(sdata, key: str = SPATIAL_EMBEDDING, *, table: str | Sequenc
                     cluster_key: str | None = None, resolution: float = 0.8, seed: int = 0,
                     coordinate_system: str = "global", backend: str = "matplotlib",
                     out: str | Path | None = None) -> plt.Figure:
-    """Leiden clusters of an embedding, drawn on the shapes (or points) the table rows annotate.
+    """Leiden clusters of an embedding of a SpatialData object, drawn on the cells' own shapes.
 
     Clusters are computed over the rows of all chosen tables together (so colours mean the same in
-    every panel) and stored in each table's ``obs[cluster_key]`` (default ``fusemap_cell_cluster`` /
-    ``fusemap_spatial_cluster``), so saving the store keeps them. One panel per annotated element,
-    in ``coordinate_system``. ``backend='spatialdata-plot'`` draws with spatialdata-plot instead of
-    plain matplotlib (circles and polygons; labels and points as centroids).
+    every panel) and stored in each table's ``obs[cluster_key]``, so saving the store keeps them.
+    One panel per annotated element, in ``coordinate_system``.
+
+    Parameters
+    ----------
+    sdata
+        A SpatialData object whose tables hold the embedding (after :func:`fusemap.integrate` or
+        :func:`fusemap.map_query` on it).
+    key
+        obsm key of the embedding (``X_fusemap_spatial`` for regions, ``X_fusemap_cell`` for cell
+        types).
+    table
+        Table name(s) to use; default: every table annotating an element.
+    cluster_key
+        obs column the clusters are written to; default ``fusemap_spatial_cluster`` or
+        ``fusemap_cell_cluster``.
+    resolution
+        Leiden resolution.
+    seed
+        Seed of the neighbour graph and Leiden.
+    coordinate_system
+        Coordinate system the elements are drawn in (their transformations are applied).
+    backend
+        ``'matplotlib'``: circles and polygons drawn as themselves, labels and points as
+        centroids; ``'spatialdata-plot'``: drawn by spatialdata-plot (must be installed).
+    out
+        Write the figure to this file (PNG, 110 dpi).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For an unknown backend, or tables that hold no ``obsm[key]``.
+
+    Examples
+    --------
+    >>> import spatialdata as sd  # doctest: +SKIP
+    >>> sdata = sd.read_zarr("brain.zarr")  # doctest: +SKIP
+    >>> model = fusemap.integrate(sdata)  # doctest: +SKIP
+    >>> fusemap.pl.tissue_clusters(sdata, resolution=0.3, out="regions.png")  # doctest: +SKIP
     """
     from ..io.spatialdata import _groups, annotating_tables
 

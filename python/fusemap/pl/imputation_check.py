@@ -15,7 +15,27 @@ _LABELS = {"shared_measured": "shared genes\nmeasured A vs B", "shared_imputed":
 
 
 def imputation_check_boxplot(check: pd.DataFrame, *, save: str | os.PathLike | None = None) -> plt.Figure:
-    """Box plot (with points) of Pearson r over grid squares, one box per group."""
+    """Box plot (with points) of Pearson r over grid squares, one box per gene group.
+
+    The paper's figure of the cross-section imputation check: measured shared genes give the
+    ceiling, imputed shared genes and imputed genes only B measured are compared with it.
+
+    Parameters
+    ----------
+    check
+        The table of :func:`fusemap.tl.check_imputation`.
+    save
+        Write the figure there (format from the suffix, written atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> check = fusemap.tl.check_imputation(bz5, bz9, imputed)  # doctest: +SKIP
+    >>> fusemap.pl.imputation_check_boxplot(check, save="imputation_check.png")  # doctest: +SKIP
+    """
     groups = [g for g in GROUPS if g in set(check["group"])]
     data = [check.loc[check["group"] == g, "r"].dropna().to_numpy() for g in groups]
     fig, ax = plt.subplots(figsize=(1.8 * len(groups) + 1.5, 3.8))

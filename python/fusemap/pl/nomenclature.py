@@ -21,8 +21,34 @@ def _diagonal_order(m: pd.DataFrame) -> pd.DataFrame:
 
 def correspondence_heatmap(result, normalize: str = "row", *, annotate: bool = True,
                            save: str | os.PathLike | None = None) -> plt.Figure:
-    """Heatmap of a :class:`fusemap.tl.Correspondence`: ``normalize='row'`` (share of each A label's
-    cells per B label), ``'column'`` or ``'counts'``."""
+    """Heatmap of the correspondence of two nomenclatures, matches ordered along the diagonal.
+
+    Parameters
+    ----------
+    result
+        A :class:`fusemap.tl.Correspondence` from :func:`fusemap.tl.harmonize_nomenclatures`.
+    normalize
+        ``'row'``: share of each A label's cells per B label; ``'column'``: share of each B label's
+        cells per A label; ``'counts'``: cells.
+    annotate
+        Write the shares into the cells (for matrices up to 900 cells).
+    save
+        Write the figure there (format from the suffix, written atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    FuseMapInputError
+        For an unknown ``normalize``.
+
+    Examples
+    --------
+    >>> corr = fusemap.tl.harmonize_nomenclatures(sections, "allen_type", "zhuang_type")  # doctest: +SKIP
+    >>> fusemap.pl.correspondence_heatmap(corr, "row", save="correspondence.png")  # doctest: +SKIP
+    """
     table = {"row": result.row_normalized, "column": result.col_normalized, "counts": result.counts}
     if normalize not in table:
         raise FuseMapInputError(f"normalize={normalize!r}: choose 'row', 'column' or 'counts'.")

@@ -15,7 +15,30 @@ from ._common import finish, plt
 
 def gene_modules_umap(gene_embedding: Any, modules: pd.Series, *, highlight: list[str] | None = None,
                       seed: int = 0, save: str | os.PathLike | None = None) -> plt.Figure:
-    """UMAP of the gene embedding coloured by module; ``highlight`` genes (e.g. a panel) are named."""
+    """UMAP of the gene embedding coloured by gene module.
+
+    Parameters
+    ----------
+    gene_embedding
+        Any form :func:`fusemap.tl.gene_embedding` accepts.
+    modules
+        Gene -> module, from :func:`fusemap.tl.gene_modules`; only these genes are drawn.
+    highlight
+        Genes to name on the plot (e.g. a selected panel).
+    seed
+        Seed of the UMAP.
+    save
+        Write the figure there (format from the suffix, written atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> modules = fusemap.tl.gene_modules(model)  # doctest: +SKIP
+    >>> fusemap.pl.gene_modules_umap(model, modules, highlight=["Gad1", "Slc17a7"])  # doctest: +SKIP
+    """
     import umap
 
     emb = as_gene_embedding(gene_embedding).loc[modules.index]
@@ -34,7 +57,24 @@ def gene_modules_umap(gene_embedding: Any, modules: pd.Series, *, highlight: lis
 
 
 def panel_accuracy(comparison: pd.DataFrame, *, save: str | os.PathLike | None = None) -> plt.Figure:
-    """Accuracy against panel size for each kind of panel (random: mean and min-max of draws)."""
+    """Accuracy against panel size for each kind of panel (random: mean and min-max of draws).
+
+    Parameters
+    ----------
+    comparison
+        The table of :func:`fusemap.tl.compare_panels`.
+    save
+        Write the figure there (format from the suffix, written atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> comparison = fusemap.tl.compare_panels(model, adata, "cell_type")  # doctest: +SKIP
+    >>> fusemap.pl.panel_accuracy(comparison, save="panels.png")  # doctest: +SKIP
+    """
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     styles = {"embedding": ("tab:red", "o", "embedding-guided"), "hvg": ("tab:blue", "s", "top HVG"),
               "random": ("tab:gray", "^", "random")}

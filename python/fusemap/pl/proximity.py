@@ -10,8 +10,28 @@ from ._common import finish, plt
 
 
 def proximity_heatmap(result, region: str | None = None, *, save: str | os.PathLike | None = None) -> plt.Figure:
-    """log2 fold change of observed over null close pairs for every type pair of one region;
-    pairs significant after BH are marked with a dot."""
+    """Heatmap of the log2 fold change of observed over null close pairs, every type pair of a region.
+
+    Pairs enriched at the result's ``alpha`` after Benjamini-Hochberg are marked with a dot.
+
+    Parameters
+    ----------
+    result
+        A :class:`fusemap.tl.ProximityResult` from :func:`fusemap.tl.cell_proximity`.
+    region
+        The region to draw; default: the first one tested.
+    save
+        Write the figure there (format from the suffix, written atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> result = fusemap.tl.cell_proximity(sections, "cell_type")  # doctest: +SKIP
+    >>> fusemap.pl.proximity_heatmap(result, "all")  # doctest: +SKIP
+    """
     if region is None:
         region = str(result.table["region"].iloc[0])
     fc = result.matrix(region, "log2_fold_change")
@@ -35,7 +55,25 @@ def proximity_heatmap(result, region: str | None = None, *, save: str | os.PathL
 
 
 def proximity_summary(result, top: int = 30, *, save: str | os.PathLike | None = None) -> plt.Figure:
-    """The ``top`` enriched pairs over all regions: fold change (bar) with -log10 adjusted p."""
+    """The ``top`` enriched pairs over all regions: fold change (bar) coloured by -log10 adjusted p.
+
+    Parameters
+    ----------
+    result
+        A :class:`fusemap.tl.ProximityResult`.
+    top
+        Pairs drawn at most, largest fold change first.
+    save
+        Write the figure there (format from the suffix, written atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fusemap.pl.proximity_summary(result, top=20, save="proximity.png")  # doctest: +SKIP
+    """
     sig = result.significant().sort_values("log2_fold_change", ascending=False).head(top)
     fig, ax = plt.subplots(figsize=(6.0, 0.28 * max(len(sig), 1) + 1.6))
     if sig.empty:

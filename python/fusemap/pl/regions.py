@@ -19,7 +19,33 @@ from ._common import finish, plt
 def regions_spatial(data: Any, key: str = REGION_KEY, *, spatial_key: str = SPATIAL_KEY,
                     section_key: str | None = None, title: str | None = None,
                     save: str | os.PathLike | None = None) -> plt.Figure:
-    """Regions (any obs column) coloured on the coordinates of every section, one panel per section."""
+    """Regions (any obs column) coloured on the coordinates of every section, one panel per section.
+
+    Parameters
+    ----------
+    data
+        Sections (list/dict of AnnData, one AnnData with a section column, a model's sections,
+        the ``fusemap integrate`` output folder).
+    key
+        obs column to colour by (default: the regions :func:`fusemap.tl.find_regions` writes).
+    spatial_key
+        obsm key of the coordinates.
+    section_key
+        obs column splitting one AnnData into sections.
+    title
+        Figure title; default ``'<key> on the tissue'``.
+    save
+        Write the figure there (format from the suffix, written atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fusemap.tl.find_regions(sections, resolution=0.3)  # doctest: +SKIP
+    >>> fusemap.pl.regions_spatial(sections, save="regions.png")  # doctest: +SKIP
+    """
     pool = pooled(data, section_key)
     obs = pd.DataFrame({SECTION_COLUMN: pd.Categorical(pool.section, categories=list(pool.sections.names)),
                         key: pool.obs(key, "key").astype(str).to_numpy()}, index=pool.index)
@@ -34,8 +60,30 @@ def region_markers_heatmap(markers: pd.DataFrame, expression: ad.AnnData, region
                            save: str | os.PathLike | None = None) -> plt.Figure:
     """Mean expression (z-scored over regions) of the top ``n_genes`` markers of every region.
 
-    ``markers`` is the table of :func:`fusemap.tl.region_markers`; ``expression`` the AnnData it
-    was computed from and ``regions`` its obs column (or per-cell labels).
+    Parameters
+    ----------
+    markers
+        The table of :func:`fusemap.tl.region_markers`.
+    expression
+        The AnnData the markers were computed from.
+    regions
+        Its obs column of the regions, or one label per cell.
+    n_genes
+        Top markers per region drawn.
+    normalized
+        ``expression`` is already log-normalised (or imputed); otherwise counts are
+        library-size normalised and log1p-transformed first.
+    save
+        Write the figure there (format from the suffix, written atomically).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> markers = fusemap.tl.region_markers(imputed, labels, normalized=True)  # doctest: +SKIP
+    >>> fusemap.pl.region_markers_heatmap(markers, imputed, labels, normalized=True)  # doctest: +SKIP
     """
     import scanpy as sc
     import scipy.sparse as sp

@@ -135,9 +135,33 @@ def pooled(data: Any, section_key: str | None = None, argname: str = "data") -> 
 def gene_embedding(source: Any, argname: str = "gene_embedding") -> pd.DataFrame:
     """The genes x latent gene embedding from any object that holds one.
 
-    Accepted: a DataFrame (genes as index), a FuseMap model, a saved model directory, the output
-    folder of ``fusemap integrate`` (its ``gene_embedding.csv``), a ``gene_embedding.csv`` file, or
-    AnnData section(s) with ``varm['fusemap_gene_embedding']`` (union of their genes).
+    The gene analyses (:func:`gene_modules`, :func:`select_panel`, ...) accept all these forms
+    through this function, so a gene embedding can be taken from whatever an integration left.
+
+    Parameters
+    ----------
+    source
+        A DataFrame (genes as index), a FuseMap model, a saved model directory, the output folder
+        of ``fusemap integrate`` (its ``gene_embedding.csv``), a ``gene_embedding.csv`` file, or
+        AnnData section(s) with ``varm['fusemap_gene_embedding']`` (union of their genes, first
+        section first).
+    argname
+        Argument name used in error messages.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Genes (index ``gene``) x latent dimensions, float64.
+
+    Raises
+    ------
+    FuseMapInputError
+        When nothing can be read, gene names repeat, or values are not finite.
+
+    Examples
+    --------
+    >>> emb = fusemap.tl.gene_embedding("run/")  # the folder `fusemap integrate` wrote  # doctest: +SKIP
+    >>> emb = fusemap.tl.gene_embedding(model)  # doctest: +SKIP
     """
     if isinstance(source, pd.DataFrame):
         df = source

@@ -87,10 +87,33 @@ def check_imputation(measured_a: ad.AnnData, measured_b: ad.AnnData, imputed_a: 
         ``'none'``: coordinates are already registered to one frame; the grid spans both.
     min_cells
         Squares with fewer cells in either section are left out.
+    spatial_key
+        obsm key of the coordinates.
+    layer, normalized
+        Where the measured values are (default ``X``), and whether they are already
+        log-normalised (otherwise each section is library-size normalised over its own panel
+        and log1p-transformed).
 
     Returns
     -------
-    DataFrame gene, group, r, n_squares (rows with a constant gene over squares get r = NaN).
+    pandas.DataFrame
+        Columns gene, group (``'shared_measured'``, ``'shared_imputed'``, ``'b_only_imputed'``),
+        r, n_squares (a gene constant over the squares gets r = NaN).
+
+    Raises
+    ------
+    FuseMapInputError
+        For missing coordinates, an ``imputed_a`` of other cells, or one holding none of B's
+        genes.
+
+    Examples
+    --------
+    Impute section A for every gene, then compare with the adjacent section B:
+
+    >>> imputed = fusemap.impute(model, "BZ5")  # doctest: +SKIP
+    >>> check = fusemap.tl.check_imputation(bz5, bz9, imputed)  # doctest: +SKIP
+    >>> fusemap.tl.summarize_imputation_check(check)  # doctest: +SKIP
+    >>> fusemap.pl.imputation_check_boxplot(check)  # doctest: +SKIP
     """
     check_positive(n_bins, "n_bins", integer=True)
     check_positive(min_cells, "min_cells", integer=True)
@@ -154,6 +177,24 @@ def _row(gene: str, group: str, a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def summarize(check: pd.DataFrame) -> pd.DataFrame:
-    """Median, mean and count of r per group (the paper's box plots as numbers)."""
+    """Median, mean and count of r per group (the paper's box plots as numbers).
+
+    Exported as ``fusemap.tl.summarize_imputation_check``.
+
+    Parameters
+    ----------
+    check
+        The table of :func:`check_imputation`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group present (in the order shared_measured, shared_imputed,
+        b_only_imputed), columns median, mean, count.
+
+    Examples
+    --------
+    >>> fusemap.tl.summarize_imputation_check(check)  # doctest: +SKIP
+    """
     return check.groupby("group", sort=False)["r"].agg(["median", "mean", "count"]).reindex(
         [g for g in GROUPS if g in set(check["group"])])

@@ -22,7 +22,31 @@ from ._inputs import check_positive, labelled, pooled
 
 @dataclass
 class Correspondence:
-    """Both label sets on every cell, and their correspondence matrices (rows: A labels, columns: B)."""
+    """Both label sets on every cell, and their correspondence matrices (rows: A labels, columns: B).
+
+    Returned by :func:`harmonize_nomenclatures`; :func:`fusemap.pl.correspondence_heatmap` draws it.
+
+    Attributes
+    ----------
+    labels
+        Per pooled cell: ``<a>``, ``<a>_source`` (``'measured'`` or ``'transferred'``),
+        ``<a>_uncertainty``, and the same for ``<b>``.
+    counts
+        Cells per (A label, B label).
+    row_normalized
+        ``counts`` with each row summing to 1: where the cells of each A label go among B labels.
+    col_normalized
+        ``counts`` with each column summing to 1.
+    accuracy
+        Held-out accuracy of each transfer (NaN with too few cells).
+    label_a, label_b
+        The two obs columns.
+
+    Examples
+    --------
+    >>> corr = fusemap.tl.harmonize_nomenclatures(sections, "atlas_a_type", "atlas_b_type")  # doctest: +SKIP
+    >>> corr.best_matches()  # doctest: +SKIP
+    """
 
     labels: pd.DataFrame  # per cell: <a>, <a>_source ('measured'/'transferred'), <a>_uncertainty, same for b
     counts: pd.DataFrame
@@ -33,7 +57,19 @@ class Correspondence:
     label_b: str = "b"
 
     def best_matches(self) -> pd.DataFrame:
-        """For each A label: the B label holding most of its cells, that share, and the reverse share."""
+        """For each A label: the B label holding most of its cells, that share, and the reverse share.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per A label: the A label, its best B label, ``share_of_row`` (share of the A
+            label's cells with that B label), ``share_of_column`` (share of that B label's cells
+            with the A label) and ``n_cells``.
+
+        Examples
+        --------
+        >>> corr.best_matches().sort_values("share_of_row")  # doctest: +SKIP
+        """
         rows = []
         for a in self.counts.index:
             b = self.row_normalized.loc[a].idxmax()
@@ -93,9 +129,34 @@ def harmonize_nomenclatures(data: Any, label_a: str, label_b: str, *, key: str =
         :func:`fusemap.transfer_labels`.
     keep_measured
         Cells that carry a label keep it; the rest get the transferred one. False relabels all cells.
+    n_neighbors
+        Neighbours of the kNN classifier.
+    section_key
+        obs column splitting one AnnData into sections.
+    seed
+        Seed of the held-out split and the classifier.
     key_added, write
         obs columns that receive the harmonised labels in every section (default
         ``'<label>_harmonized'``); ``write=False`` leaves the sections untouched.
+
+    Returns
+    -------
+    Correspondence
+        Both labels on every cell and the correspondence matrices.
+
+    Raises
+    ------
+    FuseMapInputError
+        When both columns are the same, a column has fewer than two labelled classes, or the
+        embedding is missing.
+
+    Examples
+    --------
+    Two atlases, each annotated in its own sections only:
+
+    >>> corr = fusemap.tl.harmonize_nomenclatures(sections, "allen_type", "zhuang_type")  # doctest: +SKIP
+    >>> corr.row_normalized.round(2)  # doctest: +SKIP
+    >>> fusemap.pl.correspondence_heatmap(corr, save="correspondence.png")  # doctest: +SKIP
     """
     check_positive(n_neighbors, "n_neighbors", integer=True)
     if label_a == label_b:

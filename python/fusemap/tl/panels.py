@@ -28,18 +28,33 @@ def gene_modules(gene_embedding: Any, n_modules: int = 13, *, method: str = "kme
     Parameters
     ----------
     gene_embedding
-        Genes x latent DataFrame, a FuseMap model, a saved model directory, ... (see
-        :func:`fusemap.tl._inputs.gene_embedding`).
+        Genes x latent DataFrame, a FuseMap model, a saved model directory, ... (any form
+        :func:`fusemap.tl.gene_embedding` accepts).
     n_modules
         Number of modules (13 in the paper).
     method
         ``'kmeans'`` (k-means, 10 starts) or ``'hierarchical'`` (Ward linkage).
     genes
         Restrict to these genes (e.g. those measured in the dataset a panel is chosen for).
+    seed
+        Seed of k-means.
 
     Returns
     -------
-    Series gene -> module name ``'GM1'``... (``GM1`` the largest), in the embedding's gene order.
+    pandas.Series
+        Gene -> module name ``'GM1'``, ``'GM2'``, ... (``GM1`` the largest), in the embedding's
+        gene order.
+
+    Raises
+    ------
+    FuseMapInputError
+        When ``n_modules`` exceeds the number of genes, none of ``genes`` is in the embedding,
+        or ``method`` is unknown.
+
+    Examples
+    --------
+    >>> modules = fusemap.tl.gene_modules(model, n_modules=8)  # doctest: +SKIP
+    >>> modules.value_counts()  # doctest: +SKIP
     """
     check_positive(n_modules, "n_modules", integer=True)
     emb = as_gene_embedding(gene_embedding)
@@ -83,6 +98,24 @@ def variability(expression: Any, *, layer: str | None = None, normalized: bool =
     ``pearson_residuals`` flavour, overdispersion 100), which is comparable across genes of any
     expression level without fitting a mean-variance trend. Already normalised values
     (``normalized=True``, e.g. imputed): scanpy's 'seurat' normalised dispersion.
+
+    Parameters
+    ----------
+    expression
+        One AnnData, or sections (pooled on their common genes).
+    layer
+        Layer holding the values (default ``X``).
+    normalized
+        The values are already log-normalised (or imputed), not counts.
+
+    Returns
+    -------
+    pandas.Series
+        Gene -> variability score, sorted decreasing (genes without a score last).
+
+    Examples
+    --------
+    >>> fusemap.tl.variability(adata).head(10)  # doctest: +SKIP
     """
     import scanpy as sc
 
@@ -123,13 +156,48 @@ def select_panel(gene_embedding: Any, expression: Any, n_genes: int, *, modules:
                  ranking: pd.Series | None = None, seed: int = 0) -> pd.DataFrame:
     """Embedding-guided panel: ``n_genes`` highly variable genes spread evenly over gene modules.
 
-    Genes considered are those both in the gene embedding and in ``expression`` (the dataset whose
-    variability ranks genes). Modules are taken in turns, each adding its most variable gene not
-    yet chosen, so module shares differ by at most one gene (until a module runs out).
+    A panel of the top highly variable genes piles up the loudest expression programme; taking
+    genes evenly from every module of the gene embedding covers all of them, which the paper
+    shows classifies cell types better. Genes considered are those both in the gene embedding and
+    in ``expression`` (the dataset whose variability ranks genes). Modules are taken in turns,
+    each adding its most variable gene not yet chosen, so module shares differ by at most one gene
+    (until a module runs out).
 
-    ``ranking`` (gene -> variability, from :func:`variability`) skips recomputing it.
+    Parameters
+    ----------
+    gene_embedding
+        Any form :func:`gene_embedding` accepts (ignored when ``modules`` is given).
+    expression
+        The dataset the panel is chosen for: one AnnData or sections (ignored when ``ranking`` is
+        given).
+    n_genes
+        Panel size.
+    modules
+        Gene -> module (from :func:`gene_modules`); computed with ``n_modules`` when ``None``.
+    n_modules
+        Number of gene modules when they are computed here.
+    layer, normalized
+        Where the values of ``expression`` are, and whether they are already log-normalised (see
+        :func:`variability`).
+    ranking
+        Gene -> variability (from :func:`variability`), to skip recomputing it.
+    seed
+        Seed of the module clustering.
 
-    Returns a DataFrame (gene, module, variability, rank within module), in selection order.
+    Returns
+    -------
+    pandas.DataFrame
+        Columns gene, module, variability, rank_in_module, in selection order.
+
+    Raises
+    ------
+    FuseMapInputError
+        When ``n_genes`` exceeds the genes present in both the embedding and ``expression``.
+
+    Examples
+    --------
+    >>> panel = fusemap.tl.select_panel(model, adata, n_genes=40)  # doctest: +SKIP
+    >>> list(panel["gene"])  # doctest: +SKIP
     """
     check_positive(n_genes, "n_genes", integer=True)
     disp = ranking if ranking is not None else variability(expression, layer=layer, normalized=normalized)
@@ -160,7 +228,28 @@ def select_panel(gene_embedding: Any, expression: Any, n_genes: int, *, modules:
 
 def hvg_panel(expression: Any, n_genes: int, *, genes: Sequence[str] | None = None, layer: str | None = None,
               normalized: bool = False) -> list[str]:
-    """The ``n_genes`` most variable genes (optionally among ``genes``)."""
+    """The ``n_genes`` most variable genes: the usual panel that :func:`select_panel` is compared with.
+
+    Parameters
+    ----------
+    expression
+        One AnnData or sections.
+    n_genes
+        Panel size.
+    genes
+        Choose only among these genes.
+    layer, normalized
+        See :func:`variability`.
+
+    Returns
+    -------
+    list of str
+        The genes, most variable first.
+
+    Examples
+    --------
+    >>> fusemap.tl.hvg_panel(adata, 20)  # doctest: +SKIP
+    """
     disp = variability(expression, layer=layer, normalized=normalized)
     if genes is not None:
         disp = disp[disp.index.isin(set(map(str, genes)))]
@@ -169,7 +258,26 @@ def hvg_panel(expression: Any, n_genes: int, *, genes: Sequence[str] | None = No
 
 
 def random_panel(genes: Sequence[str], n_genes: int, seed: int = 0) -> list[str]:
-    """``n_genes`` genes drawn uniformly without replacement."""
+    """``n_genes`` genes drawn uniformly without replacement: the baseline panel.
+
+    Parameters
+    ----------
+    genes
+        The genes to draw from.
+    n_genes
+        Panel size.
+    seed
+        Seed of the draw.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> fusemap.tl.random_panel(["A", "B", "C", "D"], 2, seed=0)
+    ['C', 'D']
+    """
     genes = list(map(str, genes))
     _check_size(n_genes, len(genes))
     rng = np.random.default_rng(seed)
@@ -188,9 +296,43 @@ def evaluate_panel(expression: Any, genes: Sequence[str], label_key: str, *, cla
     """Cross-validated accuracy of predicting ``obs[label_key]`` from the panel's genes only.
 
     Expression is log-normalised over all its genes first (as the cells were measured), then
-    restricted to the panel and standardised. Stratified ``n_folds``-fold cross-validation; classes
-    with fewer than ``n_folds`` cells (or ``min_cells``) are left out. ``classifier``: ``'logistic'``
-    (multinomial logistic regression, fast) or ``'mlp'`` (the paper's MLPClassifier, alpha=1).
+    restricted to the panel and standardised, so the score says how much cell-type information
+    the panel alone carries.
+
+    Parameters
+    ----------
+    expression
+        One labelled AnnData (or sections pooled on their common genes) holding the panel's genes.
+    genes
+        The panel.
+    label_key
+        obs column of the classes to predict (e.g. cell types).
+    classifier
+        ``'logistic'`` (multinomial logistic regression, fast) or ``'mlp'`` (the paper's
+        MLPClassifier, alpha=1).
+    n_folds
+        Folds of the stratified cross-validation; classes with fewer cells are left out.
+    layer, normalized
+        Where the values are, and whether they are already log-normalised.
+    min_cells
+        Leave out classes with fewer cells (besides the ``n_folds`` rule).
+    seed
+        Seed of the folds and of the MLP.
+
+    Returns
+    -------
+    float
+        Mean accuracy over the folds.
+
+    Raises
+    ------
+    FuseMapInputError
+        When ``label_key`` is missing, fewer than two classes remain, or panel genes are not in
+        ``expression``.
+
+    Examples
+    --------
+    >>> fusemap.tl.evaluate_panel(adata, panel["gene"], "cell_type")  # doctest: +SKIP
     """
     adata, y = _labelled_expression(expression, label_key, layer, normalized, n_folds, min_cells)
     return float(np.mean(_cv_scores(adata, list(genes), y, classifier, n_folds, seed)))
@@ -242,10 +384,40 @@ def compare_panels(gene_embedding: Any, expression: Any, label_key: str, sizes: 
                    layer: str | None = None, normalized: bool = False, seed: int = 0) -> pd.DataFrame:
     """Accuracy of embedding-guided, top-HVG and random panels of each size on one labelled dataset.
 
-    Genes considered are those in both the gene embedding and ``expression``. Returns one row per
-    (size, kind, draw) with the mean cross-validated accuracy; ``kind`` is ``'embedding'``,
-    ``'hvg'`` or ``'random'`` (``n_random`` draws, seeds ``seed..seed+n_random-1``). The same folds
-    are used for every panel.
+    The paper's panel comparison: genes considered are those in both the gene embedding and
+    ``expression``; the same folds are used for every panel, so the accuracies are comparable.
+
+    Parameters
+    ----------
+    gene_embedding
+        Any form :func:`gene_embedding` accepts.
+    expression
+        One labelled AnnData (or sections pooled on their common genes).
+    label_key
+        obs column of the classes to predict.
+    sizes
+        Panel sizes to compare.
+    n_random
+        Random panels per size (seeds ``seed`` .. ``seed + n_random - 1``).
+    n_modules
+        Gene modules of the embedding-guided panels.
+    classifier, n_folds
+        See :func:`evaluate_panel`.
+    layer, normalized
+        Where the values are, and whether they are already log-normalised.
+    seed
+        Seed of modules, folds and classifiers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (size, kind, draw): size, kind (``'embedding'``, ``'hvg'`` or
+        ``'random'``), draw, accuracy (mean over folds) and the genes (comma-separated).
+
+    Examples
+    --------
+    >>> comparison = fusemap.tl.compare_panels(model, adata, "cell_type", sizes=(10, 20))  # doctest: +SKIP
+    >>> fusemap.pl.panel_accuracy(comparison)  # doctest: +SKIP
     """
     adata, y = _labelled_expression(expression, label_key, layer, normalized, n_folds, None)
     emb = as_gene_embedding(gene_embedding)

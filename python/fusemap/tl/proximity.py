@@ -44,7 +44,24 @@ ALL_CELLS = "all"
 
 @dataclass
 class ProximityResult:
-    """Per-pair statistics (``table``) and the settings that produced them."""
+    """Per-pair statistics (``table``) and the settings that produced them.
+
+    Returned by :func:`cell_proximity`; :func:`fusemap.pl.proximity_heatmap` and
+    :func:`fusemap.pl.proximity_summary` draw it.
+
+    Attributes
+    ----------
+    table
+        One row per (region, type A, type B): n_a, n_b, observed, null_mean, null_std,
+        fold_change, log2_fold_change, z, pval, pval_adj.
+    radius, shift_radius, n_shifts, alpha, null
+        The settings of the test.
+
+    Examples
+    --------
+    >>> result = fusemap.tl.cell_proximity(sections, "cell_type", "fusemap_region")  # doctest: +SKIP
+    >>> result.significant().head()  # doctest: +SKIP
+    """
 
     table: pd.DataFrame
     radius: float
@@ -54,13 +71,50 @@ class ProximityResult:
     null: str = "swap"
 
     def significant(self, alpha: float | None = None) -> pd.DataFrame:
-        """Enriched pairs: adjusted p-value below ``alpha`` (default: the run's) and fold change > 1."""
+        """Enriched pairs: adjusted p-value below ``alpha`` and fold change above 1.
+
+        Parameters
+        ----------
+        alpha
+            Significance level; default: the one the test was run with.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The rows of ``table`` that pass, smallest adjusted p-value first.
+
+        Examples
+        --------
+        >>> result.significant(alpha=0.01)  # doctest: +SKIP
+        """
         a = self.alpha if alpha is None else alpha
         t = self.table
         return t[(t["pval_adj"] < a) & (t["fold_change"] > 1)].sort_values("pval_adj")
 
     def matrix(self, region: str, value: str = "log2_fold_change") -> pd.DataFrame:
-        """Types x types matrix of ``value`` in one region (symmetric)."""
+        """Types x types matrix of one statistic in one region (symmetric).
+
+        Parameters
+        ----------
+        region
+            A tested region (a value of ``table['region']``).
+        value
+            Column of ``table`` to put in the matrix (``'log2_fold_change'``, ``'pval_adj'`` ...).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Cell types x cell types; NaN for pairs not tested.
+
+        Raises
+        ------
+        FuseMapInputError
+            When ``region`` was not tested.
+
+        Examples
+        --------
+        >>> result.matrix("all", "pval_adj")  # doctest: +SKIP
+        """
         t = self.table[self.table["region"] == region]
         if t.empty:
             raise FuseMapInputError(f"region={region!r} was not tested (tested: {sorted(self.table['region'].unique())}).")
@@ -137,11 +191,31 @@ def cell_proximity(data: Any, cell_type_key: str, region_key: str | None = None,
         Significance level used by :meth:`ProximityResult.significant`. With T pairs tested, a lone
         proximal pair can pass BH only when 1 / (n_shifts + 1) < alpha / T: ``n_shifts`` must
         exceed T / alpha (a :class:`~fusemap.FuseMapWarning` says when it does not).
+    spatial_key
+        obsm key of the coordinates.
+    section_key
+        obs column splitting one AnnData into sections.
+    seed
+        Seed of the null draws.
 
     Returns
     -------
-    :class:`ProximityResult`; ``.table`` has one row per region and unordered type pair with
-    n_a, n_b, observed, null_mean, null_std, fold_change, log2_fold_change, z, pval, pval_adj.
+    ProximityResult
+        ``.table`` has one row per region and unordered type pair with n_a, n_b, observed,
+        null_mean, null_std, fold_change, log2_fold_change, z, pval, pval_adj.
+
+    Raises
+    ------
+    FuseMapInputError
+        For invalid options, or when no cell carries both labels.
+
+    Examples
+    --------
+    >>> regions = fusemap.tl.find_regions(sections, n_regions=4)  # doctest: +SKIP
+    >>> result = fusemap.tl.cell_proximity(sections, "cell_type", "fusemap_region",
+    ...                                    radius=30, n_shifts=1000)  # doctest: +SKIP
+    >>> result.significant()  # doctest: +SKIP
+    >>> fusemap.pl.proximity_summary(result)  # doctest: +SKIP
     """
     check_positive(radius, "radius")
     check_positive(shift_radius, "shift_radius")
@@ -223,7 +297,28 @@ def cell_proximity(data: Any, cell_type_key: str, region_key: str | None = None,
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (step-up, monotone, capped at 1)."""
+    """Benjamini-Hochberg adjusted p-values (step-up, monotone, capped at 1).
+
+    Parameters
+    ----------
+    p
+        p-values in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values, in the order of ``p``.
+
+    Raises
+    ------
+    FuseMapInputError
+        For values outside [0, 1] or not finite.
+
+    Examples
+    --------
+    >>> fusemap.tl.benjamini_hochberg([0.01, 0.02, 0.03, 0.5])
+    array([0.04, 0.04, 0.04, 0.5 ])
+    """
     p = np.asarray(p, dtype=float)
     if p.size == 0:
         return p

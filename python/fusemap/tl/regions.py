@@ -24,7 +24,29 @@ REGION_KEY = "fusemap_region"
 
 
 def leiden(embedding: np.ndarray, resolution: float = 0.5, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
-    """Leiden cluster labels ('0', '1', ... by decreasing size) of the rows of ``embedding``."""
+    """Leiden clusters of the rows of an embedding (scanpy's neighbour graph and Leiden).
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions array (e.g. ``obsm['X_fusemap_spatial']`` of pooled sections).
+    resolution
+        Leiden resolution: higher gives more, smaller clusters.
+    n_neighbors
+        Neighbours per cell of the kNN graph clustered (fewer when there are fewer cells).
+    seed
+        Seed of the neighbour search and of Leiden.
+
+    Returns
+    -------
+    numpy.ndarray
+        One label per row, ``'0'``, ``'1'``, ... by decreasing cluster size (all ``'0'`` for
+        fewer than three rows).
+
+    Examples
+    --------
+    >>> labels = fusemap.tl.leiden(adata.obsm["X_fusemap_spatial"], resolution=0.3)  # doctest: +SKIP
+    """
     import scanpy as sc
 
     n = embedding.shape[0]
@@ -50,10 +72,40 @@ def leiden_on_graph(a: ad.AnnData, resolution: float, seed: int) -> np.ndarray:
 
 def leiden_n_clusters(embedding: np.ndarray, n_clusters: int, n_neighbors: int = 15, seed: int = 0,
                       max_steps: int = 30) -> tuple[np.ndarray, float]:
-    """Leiden labels with the resolution bisected until there are ``n_clusters`` clusters.
+    """Leiden clusters with the resolution bisected until there are ``n_clusters`` clusters.
 
-    Returns (labels, resolution). When no resolution gives exactly ``n_clusters`` the closest count
-    found is returned (and logged).
+    Useful to compare with annotations of a known number of classes (e.g. four cortical layers),
+    where a fixed resolution would give a different count in every dataset.
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions array.
+    n_clusters
+        Number of clusters wanted; must be below the number of rows.
+    n_neighbors
+        Neighbours per cell of the kNN graph clustered.
+    seed
+        Seed of the neighbour search and of Leiden.
+    max_steps
+        Bisection steps at most, after the upper bound has been found.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        One label per row (``'0'``, ``'1'``, ... by decreasing size).
+    resolution : float
+        The resolution that gave them. When no resolution gives exactly ``n_clusters``, the
+        closest count found is returned (and logged).
+
+    Raises
+    ------
+    FuseMapInputError
+        When ``n_clusters`` is not below the number of rows.
+
+    Examples
+    --------
+    >>> labels, res = fusemap.tl.leiden_n_clusters(emb, 4)  # doctest: +SKIP
     """
     import scanpy as sc
 
@@ -102,6 +154,10 @@ def find_regions(data: Any, resolution: float = 0.5, *, n_regions: int | None = 
                  key_added: str | None = REGION_KEY) -> pd.Series:
     """Molecular tissue regions: Leiden clustering of the spatial embedding of all sections together.
 
+    The spatial embedding of a cell summarises its neighbourhood, so its clusters are tissue
+    regions comparable across sections and technologies. Clustering within each coarse region
+    (``within``) gives sub-regions, the paper's finer levels.
+
     Parameters
     ----------
     data
@@ -118,12 +174,44 @@ def find_regions(data: Any, resolution: float = 0.5, *, n_regions: int | None = 
         obs column of coarse regions: cluster each one separately and name the sub-regions
         ``<parent>_<k>`` (the paper's sub-levels). Cells without a parent label get no region;
         parents with fewer than ``min_cells`` cells are kept whole.
+    section_key
+        obs column splitting one AnnData into sections (default: ``obs['section']`` when it holds
+        several values).
+    n_neighbors
+        Neighbours per cell of the kNN graph that Leiden clusters.
+    min_cells
+        With ``within``: parent regions with fewer cells are not split (one sub-region
+        ``<parent>_0``).
+    seed
+        Seed of the neighbour search and of Leiden.
     key_added
         obs column written into every section (and into the parent AnnData); None writes nothing.
 
     Returns
     -------
-    Categorical Series over all cells (index ``'<section>:<cell>'``), in section order.
+    pandas.Series
+        Categorical region labels of all cells (index ``'<section>:<cell>'``), in section order;
+        regions named ``'0'``, ``'1'``, ... by decreasing size (``'<parent>_<k>'`` with
+        ``within``).
+
+    Raises
+    ------
+    FuseMapInputError
+        When a section lacks the embedding, ``within`` holds no label, or an option is not
+        positive.
+
+    Examples
+    --------
+    >>> import fusemap
+    >>> model = fusemap.integrate(sections)  # doctest: +SKIP
+    >>> regions = fusemap.tl.find_regions(sections, resolution=0.3)  # doctest: +SKIP
+    >>> sections[0].obs["fusemap_region"].value_counts()  # doctest: +SKIP
+
+    Four regions, then sub-regions within each:
+
+    >>> fusemap.tl.find_regions(sections, n_regions=4)  # doctest: +SKIP
+    >>> fusemap.tl.find_regions(sections, within="fusemap_region", n_regions=2,
+    ...                         key_added="fusemap_subregion")  # doctest: +SKIP
     """
     if n_regions is None:
         check_positive(resolution, "resolution")
@@ -181,12 +269,32 @@ def region_markers(expression: Any, regions: str | pd.Series | np.ndarray, *, n_
     layer, normalized
         Counts are taken from ``layer`` (default ``X``) and log-normalised; with ``normalized=True``
         (imputed or already log-normalised values) they are used as they are.
+    n_genes
+        Markers reported per region.
     method
         Test of :func:`scanpy.tl.rank_genes_groups` (``'wilcoxon'``, ``'t-test'``, ``'logreg'``).
+    min_cells
+        Regions with fewer labelled cells are left out of the test.
 
     Returns
     -------
-    DataFrame with columns region, rank, gene, score, logfoldchange, pval_adj (top ``n_genes`` each).
+    pandas.DataFrame
+        Columns region, rank, gene, score, logfoldchange, pval_adj: the top ``n_genes`` of each
+        region.
+
+    Raises
+    ------
+    FuseMapInputError
+        When ``regions`` is not an obs column or has the wrong length, or fewer than two regions
+        have ``min_cells`` cells.
+
+    Examples
+    --------
+    Markers over the whole vocabulary, from imputed expression of all cells:
+
+    >>> imputed = fusemap.impute(model)  # doctest: +SKIP
+    >>> regions = fusemap.tl.find_regions(model)  # doctest: +SKIP
+    >>> markers = fusemap.tl.region_markers(imputed, regions.to_numpy(), normalized=True)  # doctest: +SKIP
     """
     import scanpy as sc
 
@@ -238,7 +346,30 @@ def region_markers(expression: Any, regions: str | pd.Series | np.ndarray, *, n_
 
 def region_composition(data: Any, regions: str = REGION_KEY, by: str = "section",
                        section_key: str | None = None) -> pd.DataFrame:
-    """Cells per region in each section (or per value of another obs column): regions x groups."""
+    """Cells per region in each section (or per value of another obs column).
+
+    Parameters
+    ----------
+    data
+        Sections with the region column (list/dict of AnnData, one AnnData with a section
+        column, a model's sections, the ``fusemap integrate`` output folder).
+    regions
+        obs column of the regions (default: the one :func:`find_regions` writes).
+    by
+        ``'section'``, or another obs column (e.g. ``'cell_type'``) to tabulate against.
+    section_key
+        obs column splitting one AnnData into sections.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cell counts, regions x groups.
+
+    Examples
+    --------
+    >>> fusemap.tl.region_composition(sections)  # doctest: +SKIP
+    >>> fusemap.tl.region_composition(sections, by="cell_type")  # doctest: +SKIP
+    """
     pool: Pooled = pooled(data, section_key)
     reg = pool.obs(regions, "regions")
     grp = pd.Series(pool.section, index=pool.index) if by == "section" else pool.obs(by, "by")
