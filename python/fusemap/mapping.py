@@ -20,7 +20,7 @@ import os
 import warnings
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 from .config import TrainConfig
@@ -142,7 +142,8 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list
 # -- mapping --------------------------------------------------------------------------------------------
 def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, reference: Any = None,
               spatial_key: str | None = None, checkpoint_dir: str | os.PathLike | None = None,
-              resume: bool = True, write: bool = True, **overrides: Any) -> FuseMap:
+              resume: bool = True, write: bool = True,
+              callback: Callable[[dict], Any] | None = None, **overrides: Any) -> FuseMap:
     """Map new sections onto a trained reference without changing it (module docstring: how).
 
     ``model_or_dir``: a trained :class:`~fusemap.FuseMap` or the directory of a saved one;
@@ -155,7 +156,7 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
     preprocessing are fixed by the reference. Returns the mapped model (reference + query
     sections, extended gene vocabulary) and, with ``write``, puts ``obsm['X_fusemap_cell']``,
     ``obsm['X_fusemap_spatial']``, ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']`` into
-    the query AnnData objects.
+    the query AnnData objects. ``callback``: as for :meth:`FuseMap.train`.
     """
     _check_overrides(overrides)
     ref = _reference_model(model_or_dir, reference, spatial_key, overrides.get("device"))
@@ -171,7 +172,8 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
         info["role"] = "query"
     ref_emb = ref.embeddings()
     fixed = FixedSections([ref_emb[n].cell for n in ref.section_names],
-                          [ref_emb[n].spatial for n in ref.section_names], first_label=len(qdata))
+                          [ref_emb[n].spatial for n in ref.section_names], first_label=len(qdata),
+                          names=list(ref.section_names))
 
     with seeded(cfg.train.seed, device):
         core = copy.deepcopy(ref.module).to(device)
@@ -184,7 +186,7 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
         try:
             trainer = Trainer(view, qdata, cfg, device, adversarial=cfg.train.adversarial,
                               checkpoint_dir=checkpoint_dir, frozen=frozen, fixed=fixed)
-            history = trainer.fit(resume=resume)
+            history = trainer.fit(resume=resume, callback=callback)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
@@ -202,6 +204,7 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
         train_state=trainer.state, embeddings=embs)
     log.info("mapped %d query section(s) onto %d reference section(s); %d new gene(s)",
              len(qdata), len(ref.section_names), len(vocab) - len(ref.vocabulary))
+    mapped.check_mixing()
     if write:
         write_query(mapped, qsec)
     return mapped

@@ -19,7 +19,8 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+import warnings
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ from ._constants import (CELL_EMBEDDING, CHECKSUMS_FILE, CONFIG_FILE, GENES_FILE
                          SPATIAL_EMBEDDING, SPATIAL_KEY, VERSION, WEIGHTS_FILE)
 from .config import FuseMapConfig, make_config
 from .distributed import rank_device
-from .errors import FuseMapInputError, FuseMapModelError
+from .errors import FuseMapInputError, FuseMapModelError, FuseMapWarning
 from .graph import adjacency, check_graph, ensure_graph, gcn_normalize, graph_summary
 from .inference import embed_section
 from .module import FuseMapModule
@@ -210,9 +211,14 @@ class FuseMap:
         return self.setup["spatial_key"]
 
     # -- training -------------------------------------------------------------------------------
-    def train(self, checkpoint_dir: str | os.PathLike | None = None, resume: bool = True) -> "FuseMap":
+    def train(self, checkpoint_dir: str | os.PathLike | None = None, resume: bool = True,
+              callback: Callable[[dict], Any] | None = None) -> "FuseMap":
         """Train both phases. With ``checkpoint_dir``, a checkpoint is written after every epoch and
-        an existing one is resumed (``resume=False`` starts over)."""
+        an existing one is resumed (``resume=False`` starts over).
+
+        ``callback``: called after every epoch with one dict (keys ``phase``, ``phase_name``,
+        ``epoch``, ``max_epochs``, ``epochs_done``, ``epochs_total``, ``val_loss``, ``seconds``,
+        ``done``); it replaces the built-in progress display unless ``progress=True``."""
         query = [s["name"] for s in self.section_info if s.get("role") == "query"]
         if query:
             raise FuseMapModelError(
@@ -223,10 +229,46 @@ class FuseMap:
         trainer = Trainer(self.module, self.data, self.config, self.device, adversarial=self.adversarial,
                           checkpoint_dir=checkpoint_dir)
         with seeded(self.config.train.seed, self.device):
-            self.history = trainer.fit(resume=resume)
+            self.history = trainer.fit(resume=resume, callback=callback)
         self.train_state = trainer.state
         self._embeddings = None
+        self.check_mixing()
         return self
+
+    def check_mixing(self) -> dict | None:
+        """How many sections share each Leiden cluster of the embeddings (:func:`fusemap.mixing.
+        integration_check`), kept in the run record; a :class:`FuseMapWarning` when most clusters
+        belong to one section. Run after training and mapping."""
+        from .distributed import is_main_process
+        from .mixing import integration_check
+
+        if not is_main_process() or self.train_state is None or not self.data:
+            return None
+        embs = self.embeddings()
+        out = integration_check({n: (e.cell, e.spatial) for n, e in embs.items()}, seed=self.config.train.seed)
+        self.train_state.mixing = out
+        if out:
+            log.info("%s", out["sentence"])
+            if out["warning"]:
+                warnings.warn(out["warning"], FuseMapWarning, stacklevel=3)
+                self.warnings.append(out["warning"])
+        return out
+
+    def summary(self) -> dict:
+        """The run at a glance, as plain values (what the R package shows): sections, cells, epochs,
+        time, final validation loss, the balance-weights sentence and the section-mixing check."""
+        rec = self.run_record()
+        st = self.train_state
+        mixing = (st.mixing if st else None) or {}
+        return {
+            "sections": rec["sections"], "n_cells": rec["n_cells"], "n_genes": rec["n_genes"],
+            "trained": self.is_trained, "epochs_per_phase": rec["epochs_per_phase"],
+            "stopped_early": rec["stopped_early"], "train_seconds": rec["train_seconds"],
+            "final_val_loss": rec["final_val_loss"], "balance": rec["balance_summary"],
+            "mixing": rec["mixing_summary"],
+            "mixing_cell": dict(mixing.get("cell") or {}), "mixing_spatial": dict(mixing.get("spatial") or {}),
+            "warnings": list(self.warnings),
+        }
 
     @property
     def is_trained(self) -> bool:
@@ -274,6 +316,10 @@ class FuseMap:
             "model_dir": self.model_dir or "",
             "config_json": json.dumps(self.config.to_dict()),
             "balance_json": json.dumps(st.balance_summary if st else None),
+            "balance_summary": str(((st.balance_summary if st else None) or {}).get("sentence", "")),
+            "mixing_json": json.dumps(st.mixing if st else None),
+            "mixing_summary": str(((st.mixing if st else None) or {}).get("sentence", "")),
+            "mixing_warning": str(((st.mixing if st else None) or {}).get("warning", "")),
         }
 
     def write(self) -> None:
