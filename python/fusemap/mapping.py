@@ -20,7 +20,7 @@ import os
 import warnings
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 
 from .config import TrainConfig
@@ -31,7 +31,7 @@ from .io.sections import match_model_sections, read_sections
 from .io.sectionset import SectionSet
 from .model import FuseMap, SectionEmbedding, prepare_sections, resolve_device, seeded
 from .training import FixedSections, Trainer
-from .validation import validate
+from .validation import check_panels_form, resolve_panels, validate, warn_zero_genes
 
 log = logging.getLogger("fusemap")
 
@@ -103,7 +103,8 @@ def _check_overrides(overrides: dict) -> None:
         )
 
 
-def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list[str]:
+def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str,
+                 panels: Sequence[Sequence[str]] | None = None) -> list[str]:
     """Validate query sections one by one (each only needs genes in common with the reference)."""
     problems, issued = [], []
     clash = [n for n in query.names if n in set(ref.section_names)]
@@ -113,13 +114,13 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list
             "query sections other names (dict keys, file names or obs['section'])."
         )
     single = cfg.with_overrides(adversarial=False)  # one section at a time: no 'nothing to align' warning
-    for name, adata in query.items():
+    for i, (name, adata) in enumerate(query.items()):
         try:
             issued += validate(SectionSet([name], [adata]), single, spatial_key=spatial_key)
         except FuseMapInputError as exc:
             problems.append(str(exc).split(":\n  - ", 1)[-1])
             continue
-        symbols = [str(g) for g in adata.var_names]
+        symbols = [str(g) for g in adata.var_names] if panels is None else list(panels[i])
         shared = [g for g in symbols if g in ref.vocabulary]
         if not shared:
             problems.append(
@@ -142,7 +143,7 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list
 # -- mapping --------------------------------------------------------------------------------------------
 def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, reference: Any = None,
               spatial_key: str | None = None, checkpoint_dir: str | os.PathLike | None = None,
-              resume: bool = True, write: bool = True,
+              resume: bool = True, write: bool = True, panels: Mapping[str, Sequence[str]] | None = None,
               callback: Callable[[dict], Any] | None = None, **overrides: Any) -> FuseMap:
     """Map new sections onto a trained reference without changing it (module docstring: how).
 
@@ -156,18 +157,24 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
     preprocessing are fixed by the reference. Returns the mapped model (reference + query
     sections, extended gene vocabulary) and, with ``write``, puts ``obsm['X_fusemap_cell']``,
     ``obsm['X_fusemap_spatial']``, ``varm['fusemap_gene_embedding']`` and ``uns['fusemap']`` into
-    the query AnnData objects. ``callback``: as for :meth:`FuseMap.train`.
+    the query AnnData objects. ``panels``: query section name -> the genes it measured (as for
+    :class:`~fusemap.FuseMap`); ``callback``: as for :meth:`FuseMap.train`.
     """
     _check_overrides(overrides)
+    check_panels_form(panels)
     ref = _reference_model(model_or_dir, reference, spatial_key, overrides.get("device"))
     spatial_key = ref.spatial_key if spatial_key is None else spatial_key
     cfg = ref.config.with_overrides(**overrides)
     qsec = read_sections(query, section_key, argname="query")
-    issued = _check_query(ref, qsec, cfg, spatial_key)
+    case = ref.vocabulary.gene_case
+    qpanels = resolve_panels(panels, qsec, case)
+    issued = _check_query(ref, qsec, cfg, spatial_key, qpanels)
+    issued += warn_zero_genes(qsec, qpanels, cfg.preprocess.layer, case)
     device = resolve_device(cfg.train.device)
 
-    vocab = ref.vocabulary.extended([str(g) for a in qsec.adatas for g in a.var_names])
-    qdata, qinfo = prepare_sections(qsec, vocab, cfg, spatial_key)
+    symbols = qpanels or [list(map(str, a.var_names)) for a in qsec.adatas]
+    vocab = ref.vocabulary.extended([str(g) for p in symbols for g in p])
+    qdata, qinfo = prepare_sections(qsec, vocab, cfg, spatial_key, qpanels)
     for info in qinfo:
         info["role"] = "query"
     ref_emb = ref.embeddings()
@@ -196,7 +203,8 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
     for idx, d in zip(new_ids, qdata):
         embs[d.name] = SectionEmbedding(*embed_section(core, idx, d, device))
     mapped = FuseMap.__new__(FuseMap)._set(
-        config=cfg, setup={**ref.setup, "spatial_key": spatial_key}, vocabulary=vocab,
+        config=cfg, setup={**ref.setup, "spatial_key": spatial_key,
+                           "panels": bool(ref.setup.get("panels")) or panels is not None}, vocabulary=vocab,
         section_info=[{**i, "role": i.get("role", "reference")} for i in ref.section_info] + qinfo,
         module=core, device=device, adversarial=ref.adversarial,
         sections=SectionSet(list(ref.section_names) + list(qsec.names), list(ref.sections.adatas) + list(qsec.adatas)),

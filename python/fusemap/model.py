@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,7 @@ from .io.sections import read_sections
 from .io.sectionset import SectionSet
 from .sampler import SectionData
 from .training import Trainer, TrainState
-from .validation import expression_matrix, validate
+from .validation import check_panels_form, expression_matrix, resolve_panels, validate, warn_zero_genes
 from .vocabulary import GeneVocabulary
 
 log = logging.getLogger("fusemap")
@@ -161,23 +161,32 @@ class FuseMap:
     config
         A :class:`FuseMapConfig` (or its dict form); keyword ``overrides`` change single fields,
         e.g. ``n_latent=32, max_epochs=100, seed=1``.
+    panels
+        Section name -> the genes that section measured, for tables joining sections with
+        different panels; a named section's other genes are unmeasured there (never zeros).
     """
 
     def __init__(self, data: Any, section_key: str | None = None, config: FuseMapConfig | dict | None = None,
-                 *, spatial_key: str = SPATIAL_KEY, **overrides: Any):
+                 *, spatial_key: str = SPATIAL_KEY, panels: Mapping[str, Sequence[str]] | None = None,
+                 **overrides: Any):
         config = make_config(config, **overrides)
+        check_panels_form(panels)
         sections = read_sections(data, section_key)
         issued = validate(sections, config, spatial_key=spatial_key)
-        vocabulary = GeneVocabulary.from_panels([list(map(str, a.var_names)) for a in sections.adatas],
-                                                config.preprocess.gene_case)
+        case = config.preprocess.gene_case
+        panel_lists = resolve_panels(panels, sections, case)
+        issued += warn_zero_genes(sections, panel_lists, config.preprocess.layer, case)
+        vocabulary = GeneVocabulary.from_panels(
+            panel_lists or [list(map(str, a.var_names)) for a in sections.adatas], case)
         device = resolve_device(config.train.device)
-        data_, info = prepare_sections(sections, vocabulary, config, spatial_key)
+        data_, info = prepare_sections(sections, vocabulary, config, spatial_key, panel_lists)
         for i in info:  # sections trained together; map_query adds role 'query'
             i["role"] = "reference"
         with seeded(config.train.seed, device):
             module = FuseMapModule([d.genes for d in data_], len(vocabulary), len(sections.names),
                                    config.model).to(device)
-        self._set(config=config, setup={"spatial_key": spatial_key, "section_key": section_key},
+        self._set(config=config, setup={"spatial_key": spatial_key, "section_key": section_key,
+                                        "panels": panels is not None},
                   vocabulary=vocabulary, section_info=info, module=module, device=device,
                   adversarial=bool(config.train.adversarial and len(sections.names) > 1),
                   sections=sections, data=data_, warnings=issued)
@@ -424,6 +433,8 @@ class FuseMap:
             have = GeneVocabulary(list(map(str, adata.var_names)), case)
             absent = [g for g in panel if g not in have]
             extra = len(adata.var_names) - (len(panel) - len(absent))
+            if self.setup.get("panels"):  # given panels: the table may hold genes a section did not measure
+                extra = 0
             if absent or extra:
                 raise FuseMapInputError(
                     f"data: section {name!r} must have the {len(panel)} genes it was trained on; "
