@@ -30,6 +30,7 @@ def test_run_without_alignment_gets_the_mixing_warning(starmap_mosaic):
 @pytest.mark.slow
 def test_default_run_mixes_without_the_warning(starmap_model, record_property):
     mixing = starmap_model.train_state.mixing
+    print("\nrun check, default STARmap run:", json.dumps({k: mixing[k] for k in ("cell", "spatial")}))
     for part in ("cell", "spatial"):
         record_property(f"run_check_{part}", json.dumps(mixing[part]))
         assert mixing[part]["single_section_cluster_fraction"] <= 0.5, mixing[part]
