@@ -30,6 +30,7 @@ from .io.results import put_embeddings
 from .io.sections import match_model_sections, read_sections
 from .io.sectionset import SectionSet
 from .model import FuseMap, SectionEmbedding, prepare_sections, resolve_device, seeded
+from .progress import ensure_log_handler
 from .training import FixedSections, Trainer
 from .validation import check_panels_form, resolve_panels, validate, warn_zero_genes
 
@@ -162,6 +163,7 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
     """
     _check_overrides(overrides)
     check_panels_form(panels)
+    ensure_log_handler()
     ref = _reference_model(model_or_dir, reference, spatial_key, overrides.get("device"))
     spatial_key = ref.spatial_key if spatial_key is None else spatial_key
     cfg = ref.config.with_overrides(**overrides)

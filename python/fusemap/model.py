@@ -42,6 +42,7 @@ from .io.results import put_embeddings
 from .io.sections import read_sections
 from .io.sectionset import SectionSet
 from .sampler import SectionData
+from .progress import ensure_log_handler
 from .training import Trainer, TrainState
 from .validation import check_panels_form, expression_matrix, resolve_panels, validate, warn_zero_genes
 from .vocabulary import GeneVocabulary
@@ -171,6 +172,7 @@ class FuseMap:
                  **overrides: Any):
         config = make_config(config, **overrides)
         check_panels_form(panels)
+        ensure_log_handler()  # INFO messages from reading on (e.g. genes left out) are shown
         sections = read_sections(data, section_key)
         issued = validate(sections, config, spatial_key=spatial_key)
         case = config.preprocess.gene_case
