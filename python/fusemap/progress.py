@@ -139,8 +139,12 @@ class Progress:
                     from tqdm import tqdm as std_tqdm
 
                     self.bar = std_tqdm(total=epochs_total, initial=epochs_done, desc=self.label, unit="epoch")
-            # records reaching console handlers of the root logger (e.g. `fusemap -v`) go above the bar
-            self._redirect.enter_context(logging_redirect_tqdm(loggers=[logging.getLogger()]))
+            # records reaching console handlers of the root logger (the CLI's, a user's basicConfig) go
+            # above the bar; fusemap's own default handler writes above it by itself
+            root = logging.getLogger()
+            if any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
+                   for h in root.handlers):
+                self._redirect.enter_context(logging_redirect_tqdm(loggers=[root]))
         return self
 
     def close(self) -> None:

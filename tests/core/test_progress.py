@@ -130,3 +130,40 @@ def test_default_handler_only_when_logging_is_unconfigured(monkeypatch, capsys):
     monkeypatch.setattr(log, "handlers", [])
     progress.ensure_log_handler()
     assert log.handlers == []  # configured: fusemap adds nothing
+
+
+def test_log_lines_are_written_above_a_running_bar(monkeypatch, capsys):
+    import re
+
+    log = logging.getLogger("fusemap")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(log, "handlers", [])
+    monkeypatch.setattr(log, "level", logging.NOTSET)
+    progress.ensure_log_handler()
+    p = progress.Progress(mode="bar", callback=None, n_phases=1, max_epochs=3, names={1: "training"}).open(0, 3)
+    p.epoch_done(phase=1, epoch=1, epochs_done=1, epochs_total=3, val_loss=1.0, recon=1.0, phase_ended=None,
+                 done=False)
+    log.info("Balance weights: a sentence")
+    p.epoch_done(phase=1, epoch=2, epochs_done=2, epochs_total=3, val_loss=1.0, recon=1.0, phase_ended=None,
+                 done=False)
+    p.close()
+    pieces = [s.strip() for s in re.split(r"[\r\n]", capsys.readouterr().err) if s.strip()]
+    assert "[fusemap] Balance weights: a sentence" in pieces  # a line of its own, not inside the bar
+    assert any("2/3" in s for s in pieces)
+
+
+def test_the_clis_root_handler_also_writes_above_the_bar(monkeypatch, capsys):
+    import re
+
+    handler = logging.StreamHandler(sys.stderr)  # what `fusemap -v` sets up with logging.basicConfig
+    handler.setFormatter(logging.Formatter("[fusemap] %(message)s"))
+    monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
+    monkeypatch.setattr(logging.getLogger("fusemap"), "level", logging.INFO)
+    p = progress.Progress(mode="bar", callback=None, n_phases=1, max_epochs=3, names={1: "training"}).open(0, 3)
+    p.epoch_done(phase=1, epoch=1, epochs_done=1, epochs_total=3, val_loss=1.0, recon=1.0, phase_ended=None,
+                 done=False)
+    logging.getLogger("fusemap").info("Balance weights: a sentence")
+    p.close()
+    assert logging.getLogger().handlers == [handler]  # restored after the bar
+    pieces = [s.strip() for s in re.split(r"[\r\n]", capsys.readouterr().err) if s.strip()]
+    assert "[fusemap] Balance weights: a sentence" in pieces
