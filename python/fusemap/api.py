@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 from ._constants import SPATIAL_KEY
 from .config import FuseMapConfig
@@ -13,6 +13,7 @@ from .model import FuseMap
 def integrate(data: Any, section_key: str | None = None, *, config: FuseMapConfig | dict | None = None,
               spatial_key: str = SPATIAL_KEY, save: str | os.PathLike | None = None,
               overwrite: bool = False, checkpoint_dir: str | os.PathLike | None = None,
+              panels: Mapping[str, Sequence[str]] | None = None, callback: Callable[[dict], Any] | None = None,
               **overrides: Any) -> FuseMap:
     """Integrate sections and write the embeddings into them: set up, train, save, write in one call.
 
@@ -47,6 +48,12 @@ def integrate(data: Any, section_key: str | None = None, *, config: FuseMapConfi
         Write a checkpoint there after every epoch and resume from an existing one: a long run
         that is interrupted continues where it stopped, with the same result as an uninterrupted
         run. A checkpoint written for other data or settings is discarded with a message.
+    panels
+        Section name -> the genes that section measured, for tables joining sections with
+        different panels: a named section's other genes are unmeasured there (never zeros).
+    callback
+        Called after every epoch with one dict (see :meth:`FuseMap.train`), e.g. to drive a
+        progress bar of your own (the R package does); it replaces the built-in display.
     **overrides
         Single configuration fields of any part of :class:`FuseMapConfig`, by name:
         ``max_epochs=50``, ``n_latent=32``, ``method='knn'``, ``device='cuda'``, ``seed=1``.
@@ -79,8 +86,8 @@ def integrate(data: Any, section_key: str | None = None, *, config: FuseMapConfi
     >>> model.gene_embedding().shape  # genes of the union of panels x n_latent
     (150, 64)
     """
-    model = FuseMap(data, section_key, config, spatial_key=spatial_key, **overrides)
-    model.train(checkpoint_dir=checkpoint_dir)
+    model = FuseMap(data, section_key, config, spatial_key=spatial_key, panels=panels, **overrides)
+    model.train(checkpoint_dir=checkpoint_dir, callback=callback)
     if save is not None:
         model.save(save, overwrite=overwrite)
     model.write()

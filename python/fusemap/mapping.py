@@ -20,7 +20,7 @@ import os
 import warnings
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 
 from .config import TrainConfig
@@ -30,8 +30,9 @@ from .io.results import put_embeddings
 from .io.sections import match_model_sections, read_sections
 from .io.sectionset import SectionSet
 from .model import FuseMap, SectionEmbedding, prepare_sections, resolve_device, seeded
+from .progress import ensure_log_handler
 from .training import FixedSections, Trainer
-from .validation import validate
+from .validation import check_panels_form, resolve_panels, validate, warn_zero_genes
 
 log = logging.getLogger("fusemap")
 
@@ -103,7 +104,8 @@ def _check_overrides(overrides: dict) -> None:
         )
 
 
-def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list[str]:
+def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str,
+                 panels: Sequence[Sequence[str]] | None = None) -> list[str]:
     """Validate query sections one by one (each only needs genes in common with the reference)."""
     problems, issued = [], []
     clash = [n for n in query.names if n in set(ref.section_names)]
@@ -113,13 +115,13 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list
             "query sections other names (dict keys, file names or obs['section'])."
         )
     single = cfg.with_overrides(adversarial=False)  # one section at a time: no 'nothing to align' warning
-    for name, adata in query.items():
+    for i, (name, adata) in enumerate(query.items()):
         try:
             issued += validate(SectionSet([name], [adata]), single, spatial_key=spatial_key)
         except FuseMapInputError as exc:
             problems.append(str(exc).split(":\n  - ", 1)[-1])
             continue
-        symbols = [str(g) for g in adata.var_names]
+        symbols = [str(g) for g in adata.var_names] if panels is None else list(panels[i])
         shared = [g for g in symbols if g in ref.vocabulary]
         if not shared:
             problems.append(
@@ -142,7 +144,8 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str) -> list
 # -- mapping --------------------------------------------------------------------------------------------
 def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, reference: Any = None,
               spatial_key: str | None = None, checkpoint_dir: str | os.PathLike | None = None,
-              resume: bool = True, write: bool = True, **overrides: Any) -> FuseMap:
+              resume: bool = True, write: bool = True, panels: Mapping[str, Sequence[str]] | None = None,
+              callback: Callable[[dict], Any] | None = None, **overrides: Any) -> FuseMap:
     """Map new sections onto a trained reference without changing the reference.
 
     New encoders are trained for the query sections (and new gene-embedding columns for genes
@@ -178,6 +181,10 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
     write
         Write the results into the query sections (see Returns). ``False`` leaves them untouched;
         read the embeddings from ``mapped.embeddings()``.
+    panels
+        Query section name -> the genes it measured (as for :class:`~fusemap.FuseMap`).
+    callback
+        Called after every epoch with one dict (as for :meth:`FuseMap.train`).
     **overrides
         Training options only (fields of :class:`~fusemap.TrainConfig`: ``max_epochs``,
         ``seed``, ``batch_size``, ``lr``, ``device`` ...). Architecture, preprocessing and graph
@@ -217,20 +224,27 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
     >>> mapped = fusemap.map_query("run/model", "new_section.h5ad", seed=1)
     """
     _check_overrides(overrides)
+    check_panels_form(panels)
+    ensure_log_handler()
     ref = _reference_model(model_or_dir, reference, spatial_key, overrides.get("device"))
     spatial_key = ref.spatial_key if spatial_key is None else spatial_key
     cfg = ref.config.with_overrides(**overrides)
     qsec = read_sections(query, section_key, argname="query")
-    issued = _check_query(ref, qsec, cfg, spatial_key)
+    case = ref.vocabulary.gene_case
+    qpanels = resolve_panels(panels, qsec, case)
+    issued = _check_query(ref, qsec, cfg, spatial_key, qpanels)
+    issued += warn_zero_genes(qsec, qpanels, cfg.preprocess.layer, case)
     device = resolve_device(cfg.train.device)
 
-    vocab = ref.vocabulary.extended([str(g) for a in qsec.adatas for g in a.var_names])
-    qdata, qinfo = prepare_sections(qsec, vocab, cfg, spatial_key)
+    symbols = qpanels or [list(map(str, a.var_names)) for a in qsec.adatas]
+    vocab = ref.vocabulary.extended([str(g) for p in symbols for g in p])
+    qdata, qinfo = prepare_sections(qsec, vocab, cfg, spatial_key, qpanels)
     for info in qinfo:
         info["role"] = "query"
     ref_emb = ref.embeddings()
     fixed = FixedSections([ref_emb[n].cell for n in ref.section_names],
-                          [ref_emb[n].spatial for n in ref.section_names], first_label=len(qdata))
+                          [ref_emb[n].spatial for n in ref.section_names], first_label=len(qdata),
+                          names=list(ref.section_names))
 
     with seeded(cfg.train.seed, device):
         core = copy.deepcopy(ref.module).to(device)
@@ -243,7 +257,7 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
         try:
             trainer = Trainer(view, qdata, cfg, device, adversarial=cfg.train.adversarial,
                               checkpoint_dir=checkpoint_dir, frozen=frozen, fixed=fixed)
-            history = trainer.fit(resume=resume)
+            history = trainer.fit(resume=resume, callback=callback)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
@@ -253,7 +267,8 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
     for idx, d in zip(new_ids, qdata):
         embs[d.name] = SectionEmbedding(*embed_section(core, idx, d, device))
     mapped = FuseMap.__new__(FuseMap)._set(
-        config=cfg, setup={**ref.setup, "spatial_key": spatial_key}, vocabulary=vocab,
+        config=cfg, setup={**ref.setup, "spatial_key": spatial_key,
+                           "panels": bool(ref.setup.get("panels")) or panels is not None}, vocabulary=vocab,
         section_info=[{**i, "role": i.get("role", "reference")} for i in ref.section_info] + qinfo,
         module=core, device=device, adversarial=ref.adversarial,
         sections=SectionSet(list(ref.section_names) + list(qsec.names), list(ref.sections.adatas) + list(qsec.adatas)),
@@ -261,6 +276,7 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
         train_state=trainer.state, embeddings=embs)
     log.info("mapped %d query section(s) onto %d reference section(s); %d new gene(s)",
              len(qdata), len(ref.section_names), len(vocab) - len(ref.vocabulary))
+    mapped.check_mixing()
     if write:
         write_query(mapped, qsec)
     return mapped

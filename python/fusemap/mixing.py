@@ -52,3 +52,83 @@ def clusters_at_least(emb: np.ndarray, n_clusters: int, seed: int = 0) -> np.nda
 def section_mixing(emb: np.ndarray, sections: np.ndarray, n_clusters: int, seed: int = 0) -> float:
     """:func:`shared_clusters` of the Leiden clusters of ``emb`` (about ``n_clusters`` of them)."""
     return shared_clusters(clusters_at_least(emb, n_clusters, seed), sections)[0]
+
+
+# -- the check every run ends with ------------------------------------------------------------------
+DIAGNOSTIC_RESOLUTION = {"cell": 0.8, "spatial": 0.3}
+"""Leiden resolution of the run check's clusters, per embedding (those of the integration figures)."""
+
+DIAGNOSTIC_MAX_CELLS = 20_000
+"""Cells the run check clusters at most (a random subset, the same for both embeddings, beyond)."""
+
+CONFINED_SHARE = 0.9
+"""A cluster is confined to one section when that section holds at least this share of it, each
+section's cells counted in inverse proportion to its size (so a large section does not look
+dominant merely by being large)."""
+
+CONFINED_WARN = 0.5
+"""More than this fraction of clusters confined to one section, in either embedding, gives a warning."""
+
+
+def confined_clusters(labels: np.ndarray, sections: np.ndarray) -> np.ndarray:
+    """Per cluster (by label order): whether one section holds :data:`CONFINED_SHARE` of it."""
+    labels = np.asarray(labels)
+    secs, sec_idx = np.unique(np.asarray(sections), return_inverse=True)
+    clusters, lab_idx = np.unique(labels, return_inverse=True)
+    counts = np.zeros((len(clusters), len(secs)))
+    np.add.at(counts, (lab_idx, sec_idx), 1.0)
+    density = counts / counts.sum(0, keepdims=True)  # each section's cells weigh 1 / its size
+    share = density / density.sum(1, keepdims=True)
+    return share.max(1) >= CONFINED_SHARE
+
+
+def integration_check(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0,
+                      max_cells: int = DIAGNOSTIC_MAX_CELLS) -> dict | None:
+    """How many sections share each Leiden cluster of the pooled cell and spatial embeddings.
+
+    ``embeddings[name] = (cell, spatial)``. Returns per embedding ``n_clusters``,
+    ``shared_cell_fraction`` (cells in clusters holding every section, :func:`shared_clusters`),
+    ``n_single_section_clusters`` and ``single_section_cluster_fraction``
+    (:func:`confined_clusters`), plus ``n_cells_used``, ``seconds``, ``sentence`` and ``warning``
+    (empty when the sections mix); None for fewer than two sections.
+    """
+    import time
+
+    from .balance import leiden_labels
+
+    names = list(embeddings)
+    if len(names) < 2:
+        return None
+    sections = np.concatenate([np.full(len(embeddings[n][0]), i) for i, n in enumerate(names)])
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(sections), max_cells, replace=False)) if len(sections) > max_cells else None
+    out: dict = {"sections": names, "n_cells_used": int(len(sections) if keep is None else len(keep))}
+    confined_in = []
+    for part, label in enumerate(("cell", "spatial")):
+        t0 = time.perf_counter()
+        z = np.concatenate([np.asarray(embeddings[n][part], dtype=np.float32) for n in names])
+        sec = sections if keep is None else sections[keep]
+        lab = leiden_labels(z if keep is None else z[keep], DIAGNOSTIC_RESOLUTION[label], seed)
+        share, _ = shared_clusters(lab, sec)
+        confined = confined_clusters(lab, sec)
+        out[label] = {"n_clusters": int(len(confined)), "shared_cell_fraction": round(float(share), 4),
+                      "n_single_section_clusters": int(confined.sum()),
+                      "single_section_cluster_fraction": round(float(confined.mean()), 4),
+                      "seconds": round(time.perf_counter() - t0, 3)}
+        if confined.mean() > CONFINED_WARN:
+            confined_in.append(label)
+    out["sentence"] = "Section mixing: " + "; ".join(
+        f"{label} embedding: {out[label]['n_clusters'] - out[label]['n_single_section_clusters']} of "
+        f"{out[label]['n_clusters']} Leiden clusters hold more than one section, "
+        f"{100 * out[label]['shared_cell_fraction']:.0f} % of the cells are in clusters holding every "
+        f"section, {out[label]['n_single_section_clusters']} cluster(s) belong to one section only"
+        for label in ("cell", "spatial")) + f" ({len(names)} sections)."
+    out["warning"] = "" if not confined_in else (
+        f"the sections did not mix: in the {' and '.join(confined_in)} embedding(s) most Leiden clusters "
+        f"({', '.join(str(out[k]['n_single_section_clusters']) + ' of ' + str(out[k]['n_clusters']) for k in confined_in)}) "
+        "belong to one section only, so cells of different sections sit apart instead of together by "
+        "cell type. That happens when training stopped too soon or alignment was switched off, when "
+        "section_key does not name sections of the same kind of tissue, or when the sections truly "
+        "share few cell types. Try more epochs (max_epochs), keep adversarial=True and mmd_weight > 0, "
+        "and check section_key and that the sections' panels share genes.")
+    return out

@@ -19,7 +19,8 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+import warnings
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ from ._constants import (CELL_EMBEDDING, CHECKSUMS_FILE, CONFIG_FILE, GENES_FILE
                          SPATIAL_EMBEDDING, SPATIAL_KEY, VERSION, WEIGHTS_FILE)
 from .config import FuseMapConfig, make_config
 from .distributed import rank_device
-from .errors import FuseMapInputError, FuseMapModelError
+from .errors import FuseMapInputError, FuseMapModelError, FuseMapWarning
 from .graph import adjacency, check_graph, ensure_graph, gcn_normalize, graph_summary
 from .inference import embed_section
 from .module import FuseMapModule
@@ -41,8 +42,9 @@ from .io.results import put_embeddings
 from .io.sections import read_sections
 from .io.sectionset import SectionSet
 from .sampler import SectionData
+from .progress import ensure_log_handler
 from .training import Trainer, TrainState
-from .validation import expression_matrix, validate
+from .validation import check_panels_form, expression_matrix, resolve_panels, validate, warn_zero_genes
 from .vocabulary import GeneVocabulary
 
 log = logging.getLogger("fusemap")
@@ -170,6 +172,9 @@ class FuseMap:
         A :class:`FuseMapConfig`, its nested dict form, or ``None`` for the defaults.
     spatial_key
         obsm key of the cell coordinates.
+    panels
+        Section name -> the genes that section measured, for tables joining sections with
+        different panels; a named section's other genes are unmeasured there (never zeros).
     **overrides
         Single configuration fields by name, e.g. ``n_latent=32, max_epochs=100, seed=1``.
 
@@ -209,20 +214,27 @@ class FuseMap:
     """
 
     def __init__(self, data: Any, section_key: str | None = None, config: FuseMapConfig | dict | None = None,
-                 *, spatial_key: str = SPATIAL_KEY, **overrides: Any):
+                 *, spatial_key: str = SPATIAL_KEY, panels: Mapping[str, Sequence[str]] | None = None,
+                 **overrides: Any):
         config = make_config(config, **overrides)
+        check_panels_form(panels)
+        ensure_log_handler()  # INFO messages from reading on (e.g. genes left out) are shown
         sections = read_sections(data, section_key)
         issued = validate(sections, config, spatial_key=spatial_key)
-        vocabulary = GeneVocabulary.from_panels([list(map(str, a.var_names)) for a in sections.adatas],
-                                                config.preprocess.gene_case)
+        case = config.preprocess.gene_case
+        panel_lists = resolve_panels(panels, sections, case)
+        issued += warn_zero_genes(sections, panel_lists, config.preprocess.layer, case)
+        vocabulary = GeneVocabulary.from_panels(
+            panel_lists or [list(map(str, a.var_names)) for a in sections.adatas], case)
         device = resolve_device(config.train.device)
-        data_, info = prepare_sections(sections, vocabulary, config, spatial_key)
+        data_, info = prepare_sections(sections, vocabulary, config, spatial_key, panel_lists)
         for i in info:  # sections trained together; map_query adds role 'query'
             i["role"] = "reference"
         with seeded(config.train.seed, device):
             module = FuseMapModule([d.genes for d in data_], len(vocabulary), len(sections.names),
                                    config.model).to(device)
-        self._set(config=config, setup={"spatial_key": spatial_key, "section_key": section_key},
+        self._set(config=config, setup={"spatial_key": spatial_key, "section_key": section_key,
+                                        "panels": panels is not None},
                   vocabulary=vocabulary, section_info=info, module=module, device=device,
                   adversarial=bool(config.train.adversarial and len(sections.names) > 1),
                   sections=sections, data=data_, warnings=issued)
@@ -257,7 +269,8 @@ class FuseMap:
         return self.setup["spatial_key"]
 
     # -- training -------------------------------------------------------------------------------
-    def train(self, checkpoint_dir: str | os.PathLike | None = None, resume: bool = True) -> "FuseMap":
+    def train(self, checkpoint_dir: str | os.PathLike | None = None, resume: bool = True,
+              callback: Callable[[dict], Any] | None = None) -> "FuseMap":
         """Train the model: pretraining, then balance weights, then the balanced phase.
 
         Phase 1 trains with adversarial (and, with ``mmd_phase='both'``, MMD) alignment; then each
@@ -277,6 +290,10 @@ class FuseMap:
             checkpoint written for other data or settings is discarded with a message.
         resume
             Resume from a checkpoint in ``checkpoint_dir``; ``False`` starts over.
+        callback
+            Called after every epoch with one dict (keys ``phase``, ``phase_name``, ``epoch``,
+            ``max_epochs``, ``epochs_done``, ``epochs_total``, ``val_loss``, ``seconds``,
+            ``done``); it replaces the built-in progress display unless ``progress=True``.
 
         Returns
         -------
@@ -303,10 +320,46 @@ class FuseMap:
         trainer = Trainer(self.module, self.data, self.config, self.device, adversarial=self.adversarial,
                           checkpoint_dir=checkpoint_dir)
         with seeded(self.config.train.seed, self.device):
-            self.history = trainer.fit(resume=resume)
+            self.history = trainer.fit(resume=resume, callback=callback)
         self.train_state = trainer.state
         self._embeddings = None
+        self.check_mixing()
         return self
+
+    def check_mixing(self) -> dict | None:
+        """How many sections share each Leiden cluster of the embeddings (:func:`fusemap.mixing.
+        integration_check`), kept in the run record; a :class:`FuseMapWarning` when most clusters
+        belong to one section. Run after training and mapping."""
+        from .distributed import is_main_process
+        from .mixing import integration_check
+
+        if not is_main_process() or self.train_state is None or not self.data:
+            return None
+        embs = self.embeddings()
+        out = integration_check({n: (e.cell, e.spatial) for n, e in embs.items()}, seed=self.config.train.seed)
+        self.train_state.mixing = out
+        if out:
+            log.info("%s", out["sentence"])
+            if out["warning"]:
+                warnings.warn(out["warning"], FuseMapWarning, stacklevel=3)
+                self.warnings.append(out["warning"])
+        return out
+
+    def summary(self) -> dict:
+        """The run at a glance, as plain values (what the R package shows): sections, cells, epochs,
+        time, final validation loss, the balance-weights sentence and the section-mixing check."""
+        rec = self.run_record()
+        st = self.train_state
+        mixing = (st.mixing if st else None) or {}
+        return {
+            "sections": rec["sections"], "n_cells": rec["n_cells"], "n_genes": rec["n_genes"],
+            "trained": self.is_trained, "epochs_per_phase": rec["epochs_per_phase"],
+            "stopped_early": rec["stopped_early"], "train_seconds": rec["train_seconds"],
+            "final_val_loss": rec["final_val_loss"], "balance": rec["balance_summary"],
+            "mixing": rec["mixing_summary"],
+            "mixing_cell": dict(mixing.get("cell") or {}), "mixing_spatial": dict(mixing.get("spatial") or {}),
+            "warnings": list(self.warnings),
+        }
 
     @property
     def is_trained(self) -> bool:
@@ -422,6 +475,10 @@ class FuseMap:
             "model_dir": self.model_dir or "",
             "config_json": json.dumps(self.config.to_dict()),
             "balance_json": json.dumps(st.balance_summary if st else None),
+            "balance_summary": str(((st.balance_summary if st else None) or {}).get("sentence", "")),
+            "mixing_json": json.dumps(st.mixing if st else None),
+            "mixing_summary": str(((st.mixing if st else None) or {}).get("sentence", "")),
+            "mixing_warning": str(((st.mixing if st else None) or {}).get("warning", "")),
         }
 
     def write(self) -> None:
@@ -630,6 +687,8 @@ class FuseMap:
             have = GeneVocabulary(list(map(str, adata.var_names)), case)
             absent = [g for g in panel if g not in have]
             extra = len(adata.var_names) - (len(panel) - len(absent))
+            if self.setup.get("panels"):  # given panels: the table may hold genes a section did not measure
+                extra = 0
             if absent or extra:
                 raise FuseMapInputError(
                     f"data: section {name!r} must have the {len(panel)} genes it was trained on; "

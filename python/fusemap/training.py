@@ -13,25 +13,24 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.optim import Adam
-from tqdm.auto import tqdm
 
 from .distributed import setup as setup_distributed
 from ._constants import CHECKPOINT_FILE
-from .balance import balance_weights
+from .balance import balance_sentence, balance_weights
 from .config import FuseMapConfig
 from .errors import FuseMapWarning
 from .inference import embed_section
 from .module import FuseMapModule, adversarial_loss, discriminator_loss, mmd_loss
+from .progress import Progress, choose_mode, ensure_log_handler
 from .sampler import EpochPlan, SectionData, iterate_blocks
 
 log = logging.getLogger("fusemap")
@@ -51,6 +50,7 @@ class TrainState:
     epochs_per_phase: list[int] = field(default_factory=list)
     balance_summary: dict | None = None
     seconds: float = 0.0
+    mixing: dict | None = None
 
 
 @dataclass
@@ -67,6 +67,7 @@ class FixedSections:
     spatial: list[np.ndarray]
     first_label: int
     weights: list[np.ndarray] | None = None
+    names: list[str] | None = None
 
     def sample(self, rng: np.random.Generator, n: int, device: torch.device, weighted: bool):
         zc, zt, lab, w = [], [], [], []
@@ -323,8 +324,13 @@ class Trainer:
         self.balance = wc[:len(self.sections)]
         if self.fixed is not None:
             self.fixed.weights = wc[len(self.sections):]
+        names = [s.name for s in self.sections]
+        if self.fixed is not None:
+            names += list(self.fixed.names or [f"reference {i + 1}" for i in range(len(self.fixed.cell))])
+        summary["sections"] = names
+        summary["sentence"] = balance_sentence(summary, names)
         self.state.balance_summary = summary
-        log.info("balance weights: %s", summary)
+        log.info("%s", summary["sentence"])
 
     def _end_phase(self, stopped_early: bool) -> None:
         s = self.state
@@ -337,23 +343,43 @@ class Trainer:
         s.epoch, s.best_val, s.bad_epochs = 0, math.inf, 0
         self.best_state = None
 
-    def fit(self, resume: bool = True) -> list[dict]:
-        """Train until both phases end; the caller seeds torch (see ``model.seeded``)."""
+    def phase_names(self) -> dict[int, str]:
+        """What each phase is called in progress lines and callback reports."""
+        if self.fixed is not None:
+            return {PHASE_PRETRAIN: "query mapping", PHASE_BALANCED: "query mapping (balanced)"}
+        if self.adversarial and self.t.balance:
+            return {PHASE_PRETRAIN: "pretraining", PHASE_BALANCED: "balanced"}
+        return {PHASE_PRETRAIN: "training"}
+
+    def fit(self, resume: bool = True, callback: Callable[[dict], Any] | None = None) -> list[dict]:
+        """Train until both phases end; the caller seeds torch (see ``model.seeded``).
+
+        ``callback``, when given, is called after every epoch with one dict (keys
+        :data:`fusemap.progress.CALLBACK_KEYS`); see :mod:`fusemap.progress` for the bar and lines."""
         if resume:
             self.load_checkpoint()
         if self.dist.active:  # same weights everywhere, independent dropout/sampling noise per rank
             self.dist.broadcast_module(self.module)
             torch.manual_seed(self.t.seed + 7919 * self.dist.rank)
         n_phases = 2 if (self.adversarial and self.t.balance) else 1
-        show = self.t.progress if self.t.progress is not None else sys.stderr.isatty()
-        bar = tqdm(total=n_phases * self.t.max_epochs, initial=self.state.total_epochs if self.state.phase == 1
-                   else self.t.max_epochs + self.state.epoch, disable=not show or not self.dist.is_main, desc="fusemap", unit="epoch")
+        if self.dist.is_main:
+            ensure_log_handler()
+        mode = choose_mode(self.t.progress, callback) if self.dist.is_main else "off"
+        report = Progress(mode=mode, callback=callback if self.dist.is_main else None, n_phases=n_phases,
+                          max_epochs=self.t.max_epochs, names=self.phase_names())
+        bound = lambda: sum(self.state.epochs_per_phase) + self.t.max_epochs * (  # noqa: E731
+            n_phases - len(self.state.epochs_per_phase))
+        report.open(self.state.total_epochs, bound())
+        announced = None
         try:
             while self.state.phase != PHASE_DONE:
                 s = self.state
                 if s.phase == PHASE_BALANCED and self.balance is None:
                     self._compute_balance()
                     self.balance = self.dist.broadcast_object(self.balance)
+                if announced != s.phase:
+                    report.phase_started(s.phase, s.epoch)
+                    announced = s.phase
                 t0 = time.perf_counter()
                 logs = self._train_epoch()
                 self.dist.broadcast_buffers(self.module)
@@ -371,16 +397,21 @@ class Trainer:
                 s.seconds += dt
                 self.history.append({"phase": s.phase, "epoch": s.epoch, **logs, "val_loss": val,
                                      "lambda_dis": s.lambda_dis, "seconds": dt})
-                bar.update(1)
-                bar.set_postfix(phase=s.phase, recon=f"{logs['recon']:.3f}", val=f"{val:.3f}")
+                phase, epoch, ended = s.phase, s.epoch, None
                 if s.bad_epochs >= self.t.patience:
-                    bar.update(self.t.max_epochs - s.epoch)
                     self._end_phase(stopped_early=True)
+                    ended = "early"
                 elif s.epoch >= self.t.max_epochs:
                     self._end_phase(stopped_early=False)
-                self.save_checkpoint()
+                    ended = "max_epochs"
+                self.save_checkpoint()  # before reporting: an interrupt from the callback can resume
+                report.epoch_done(phase=phase, epoch=epoch, epochs_done=s.total_epochs, epochs_total=bound(),
+                                  val_loss=val, recon=float(logs["recon"]), phase_ended=ended,
+                                  done=s.phase == PHASE_DONE)
+            last = self.history[-1] if self.history else {}
+            report.finished(phase=int(last.get("phase", PHASE_PRETRAIN)), epoch=int(last.get("epoch", 0)),
+                            epochs_done=self.state.total_epochs, val_loss=float(last.get("val_loss", math.nan)))
         finally:
-            bar.close()
+            report.close()
         self.dist.check_in_sync(self.module)
         return self.history
-

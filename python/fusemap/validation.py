@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from ._constants import SPATIAL_KEY
 from .config import FuseMapConfig
 from .errors import FuseMapInputError, FuseMapWarning
 from .io.backed import is_out_of_core, iter_row_blocks
-from .io.sectionset import SectionSet
+from .io.sectionset import NEVER_ZERO, SectionSet
 from .vocabulary import gene_key
 
 MIN_CELLS = 10
@@ -227,4 +229,137 @@ def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = 
         )
         warnings.warn(msg, FuseMapWarning, stacklevel=3)
         issued.append(msg)
+    return issued
+
+
+# -- which genes each section measured ------------------------------------------------------------------
+ZERO_EXPECTED_CELLS = 10
+"""A gene all zero in a section is reported as probably unmeasured when another section of the same
+table detects it in enough of its cells that at least this many would be expected here."""
+
+
+def check_panels_form(panels: Any, argname: str = "panels") -> dict[str, list[str]] | None:
+    """``panels`` as a dict section name -> gene symbols, or a clear error (before any data is read)."""
+    if panels is None:
+        return None
+    if not isinstance(panels, Mapping):
+        raise FuseMapInputError(
+            f"{argname}: expected a mapping of section name -> list of the genes it measured; found "
+            f"{type(panels).__name__}. Example: panels={{'slice1': ['Gad1', 'Sst'], 'slice2': ['Gad1', 'Vip']}}."
+        )
+    out, bad = {}, []
+    for name, genes in panels.items():
+        if isinstance(genes, str) or not isinstance(genes, (Sequence, np.ndarray, pd.Index)) \
+                or not all(isinstance(g, str) for g in genes):
+            bad.append(str(name))
+        else:
+            out[str(name)] = [str(g) for g in genes]
+    if bad:
+        raise FuseMapInputError(
+            f"{argname}: the entries for section(s) {bad} are not lists of gene symbols (strings); give "
+            "each section the list of genes it measured."
+        )
+    empty = [n for n, g in out.items() if not g]
+    if empty:
+        raise FuseMapInputError(f"{argname}: section(s) {empty} have an empty gene list; every section "
+                                "needs the genes it measured (or leave it out to keep all its genes).")
+    return out
+
+
+def resolve_panels(panels: Any, sections: SectionSet, gene_case: str, argname: str = "panels"
+                   ) -> list[list[str]] | None:
+    """Each section's measured genes, spelled as in its table (None when ``panels`` is None).
+
+    Sections not named in ``panels`` keep all their genes; genes of a named section outside its
+    list are left out of its panel, as unmeasured (``NEVER_ZERO``)."""
+    panels = check_panels_form(panels, argname)
+    if panels is None:
+        return None
+    problems = []
+    unknown = [n for n in panels if n not in set(sections.names)]
+    if unknown:
+        problems.append(f"section(s) {unknown} are not among the sections read ({sections.names}); "
+                        "use the section names (file names, dict keys or values of section_key)")
+    out = []
+    for name, adata in sections.items():
+        symbols = [str(g) for g in adata.var_names]
+        if name not in panels:
+            out.append(symbols)
+            continue
+        table = {gene_key(s, gene_case): s for s in symbols}
+        wanted = list(dict.fromkeys(gene_key(g, gene_case) for g in panels[name]))
+        absent = [g for g, k in zip(panels[name], (gene_key(g, gene_case) for g in panels[name])) if k not in table]
+        if absent:
+            problems.append(
+                f"section {name!r}: {len(absent)} gene(s) of its list are not in its table (e.g. "
+                f"{absent[:5]}; genes NaN in every cell of a section were already left out as unmeasured); "
+                "list only genes that are columns of the table"
+                + (", or set gene_case='ignore'" if gene_case == "exact" else "")
+                + f" (genes outside a section's list are unmeasured there; {NEVER_ZERO})")
+            continue
+        out.append([table[k] for k in wanted])
+    if problems:
+        raise FuseMapInputError(f"{argname}: " + "; ".join(problems) + ".")
+    if len(out) > 1:
+        keys = [{gene_key(g, gene_case) for g in p} for p in out]
+        alone = [n for i, n in enumerate(sections.names)
+                 if not keys[i] & set().union(*(k for j, k in enumerate(keys) if j != i))]
+        if alone:
+            raise FuseMapInputError(
+                f"{argname}: section(s) {alone} share no gene of their panel with any other section, so "
+                "nothing ties them to the others; check the gene lists.")
+    return out
+
+
+def _nonzero_cells(m) -> np.ndarray | None:
+    """Cells with a non-zero value, per column (None for matrices on disk)."""
+    if is_out_of_core(m):
+        return None
+    if sp.issparse(m):
+        c = sp.csr_matrix(m)
+        return np.bincount(c.indices[np.asarray(c.data) != 0], minlength=c.shape[1])
+    a = np.asarray(m)
+    return (np.nan_to_num(a) != 0).sum(0)
+
+
+def warn_zero_genes(sections: SectionSet, panels: Sequence[Sequence[str]] | None, layer: str | None,
+                    gene_case: str) -> list[str]:
+    """Warn about genes that are zero in every cell of a section although another section cut from
+    the same table (same columns) detects them: such columns are usually the zero fill of a table
+    joining panels, not measurements. They stay in the panel (measured, silent) unless ``panels``
+    marks them unmeasured; the warnings issued are returned."""
+    groups: dict[tuple, list[int]] = {}
+    for i, adata in enumerate(sections.adatas):
+        groups.setdefault(tuple(map(str, adata.var_names)), []).append(i)
+    issued = []
+    for columns, members in groups.items():
+        if len(members) < 2:
+            continue
+        counts = {}
+        for i in members:
+            adata = sections.adatas[i]
+            try:
+                nz = _nonzero_cells(expression_matrix(adata, layer, "section"))
+            except FuseMapInputError:
+                nz = None
+            if nz is None:
+                break
+            in_panel = np.ones(len(columns), dtype=bool) if panels is None else np.isin(
+                [gene_key(g, gene_case) for g in columns], [gene_key(g, gene_case) for g in panels[i]])
+            counts[i] = (nz, adata.n_obs, in_panel)
+        else:
+            for i in members:
+                nz, n, in_panel = counts[i]
+                detect = np.max([np.where(counts[j][2], counts[j][0] / max(counts[j][1], 1), 0.0)
+                                 for j in members if j != i], axis=0)
+                flagged = np.flatnonzero(in_panel & (nz == 0) & (detect * n >= ZERO_EXPECTED_CELLS))
+                if len(flagged):
+                    name = sections.names[i]
+                    msg = (f"{len(flagged)} gene(s) are probably not measured in section "
+                           f"{name!r} (all zero in its {n} cells while another section of the same table "
+                           f"detects them), e.g. {[columns[g] for g in flagged[:5]]}. They are used as "
+                           "measured and silent; pass panels={section: measured genes} (command line: "
+                           f"--panels FILE.json) to mark them unmeasured ({NEVER_ZERO}).")
+                    warnings.warn(msg, FuseMapWarning, stacklevel=3)
+                    issued.append(msg)
     return issued

@@ -169,3 +169,40 @@ def test_counts_passed_as_normalised_get_a_warning():
     with pytest.warns(fusemap.FuseMapWarning, match=r"normalized=True, but .*raw counts\?"):
         fusemap.FuseMap(sections, normalized=True, max_epochs=1, progress=False)
 
+
+
+@pytest.mark.parametrize("content, cli_msg, py_msg", [
+    (None, r"--panels \S*panels.json: no such file", None),
+    ("{not json", r"--panels \S*panels.json: not valid JSON", None),
+    ('["slice0"]', r"--panels \S*panels.json: expected a mapping of section name", r"panels: expected a mapping"),
+    ('{"slice0": "Gene0001"}', r"--panels \S*panels.json: the entries for section\(s\) \['slice0'\] are not lists",
+     r"panels: the entries for section\(s\) \['slice0'\] are not lists"),
+    ('{"slice9": ["Gene0001"]}', r"--panels: section\(s\) \['slice9'\] are not among the sections read",
+     r"panels: section\(s\) \['slice9'\] are not among the sections read"),
+    ('{"slice0": ["Nope1", "Nope2"]}',
+     r"--panels: section 'slice0': 2 gene\(s\) of its list are not in its table.*never treats unmeasured genes as zeros",
+     r"panels: section 'slice0': 2 gene\(s\) of its list are not in its table"),
+], ids=["missing file", "not JSON", "not a mapping", "not lists", "unknown section", "genes not in the table"])
+def test_bad_panels_are_refused_cleanly(tmp_path, capsys, content, cli_msg, py_msg):
+    import json
+
+    sections = fusemap.datasets.simulate(n_sections=3, n_cells=120, n_genes=40, panel_size=30, n_shared=12, seed=3)
+    (tmp_path / "in").mkdir()
+    paths = []
+    for i, a in enumerate(sections):
+        paths.append(str(tmp_path / "in" / f"slice{i}.h5ad"))
+        a.write_h5ad(paths[-1])
+    panels_file = tmp_path / "in" / "panels.json"
+    if content is not None:
+        panels_file.write_text(content)
+    before = _digest(paths)
+    out = tmp_path / "out"
+    assert main(["integrate", *paths, "--out", str(out), *CLI_FAST, "--panels", str(panels_file)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(cli_msg, err, re.S), err
+    assert _digest(paths) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    if py_msg is not None:
+        with pytest.raises(FuseMapInputError, match=py_msg):
+            fusemap.FuseMap(paths, max_epochs=1, progress=False, panels=json.loads(content))

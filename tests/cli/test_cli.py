@@ -69,3 +69,41 @@ def test_bad_input_exits_with_a_message(section_files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "non-integer" in err and "slice0" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_integrate_with_panels_of_a_joined_table_and_the_closing_summary(sim_sections, tmp_path, capsys):
+    import json
+    import warnings
+
+    import scipy.sparse as sp
+
+    pooled = ad.concat(sim_sections, join="outer", fill_value=0)  # unmeasured genes filled with 0
+    pooled.obs["section"] = pooled.obs["section"].astype("category")
+    pooled.X = sp.csr_matrix(pooled.X)
+    table = tmp_path / "pooled.h5ad"
+    pooled.write_h5ad(table)
+    panels = {str(a.obs["section"].iloc[0]): list(map(str, a.var_names)) for a in sim_sections}
+    (tmp_path / "panels.json").write_text(json.dumps(panels))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        assert main(["integrate", str(table), "--section-key", "section", "--panels", str(tmp_path / "panels.json"),
+                     "--out", str(tmp_path / "run"), "--no-figures", *FAST_ARGS]) == 0
+    assert not [w for w in rec if "probably not measured" in str(w.message)]
+    sections = json.loads((tmp_path / "run" / "model" / "sections.json").read_text())["sections"]
+    assert [s["genes"] for s in sections] == list(panels.values())
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "fusemap integrate: trained 4 epochs (phase 1: 2 epochs, phase 2: 2 epochs) in " + \
+        out[0].split(" in ")[1]
+    assert out[1].startswith("fusemap integrate: Balance weights: ")
+    assert out[2].startswith("fusemap integrate: Section mixing: cell embedding: ")
+    assert out[-1] == f"fusemap integrate: wrote {tmp_path / 'run'}"
+    saved = ad.read_h5ad(tmp_path / "run" / "sections" / "sim_section_0.h5ad")
+    assert saved.n_vars == pooled.n_vars  # the table's columns stay; the panel says what was measured
+    assert json.loads(saved.uns["fusemap"]["mixing_json"])["cell"]["n_clusters"] >= 1
+    # the saved reference, with its zero-filled columns, is attached again for mapping
+    import fusemap
+
+    query = sim_sections[2].copy()
+    query.obs["section"] = "query"
+    mapped = fusemap.map_query(str(tmp_path / "run" / "model"), query, max_epochs=1, progress=False)
+    assert [s["genes"] for s in mapped.section_info[:3]] == list(panels.values())

@@ -29,3 +29,50 @@ def test_section_mixing_separates_offset_sections_from_overlapping_ones():
     apart = np.concatenate([section(0.0), section(3.0)])
     assert section_mixing(mixed, sections, 4) > 0.9
     assert section_mixing(apart, sections, 4) < 0.1
+
+
+def _two_embeddings(offset, n=600, seed=0):
+    """Three sections of 4 cell types in 10-D; ``offset`` shifts each section by that much per dimension."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 5, (4, 10))
+    out = {}
+    for i in range(3):
+        types = rng.integers(0, 4, n)
+        z = centres[types] + rng.normal(0, 0.5, (n, 10)) + i * offset
+        out[f"s{i}"] = (z, z[:, ::-1].copy())
+    return out
+
+
+def test_run_check_warns_when_sections_sit_apart_and_not_when_they_mix():
+    from fusemap.mixing import integration_check
+
+    mixed = integration_check(_two_embeddings(0.0))
+    for part in ("cell", "spatial"):
+        assert mixed[part]["n_single_section_clusters"] == 0
+        assert mixed[part]["shared_cell_fraction"] > 0.95
+        assert mixed[part]["n_clusters"] >= 4
+    assert mixed["warning"] == "" and mixed["n_cells_used"] == 1800
+    apart = integration_check(_two_embeddings(4.0))
+    for part in ("cell", "spatial"):
+        assert apart[part]["single_section_cluster_fraction"] > 0.9
+        assert apart[part]["shared_cell_fraction"] == 0.0
+    assert "did not mix" in apart["warning"] and "max_epochs" in apart["warning"] and "section_key" in apart["warning"]
+    n = apart["cell"]["n_clusters"]
+    assert f"({n} of {n}," in apart["warning"] and f"{n} cluster(s) belong to one section only" in apart["sentence"]
+    assert integration_check({"only": _two_embeddings(0.0)["s0"]}) is None
+
+
+def test_run_check_subsamples_large_runs():
+    from fusemap.mixing import integration_check
+
+    res = integration_check(_two_embeddings(0.0, n=700), max_cells=1000)
+    assert res["n_cells_used"] == 1000 and res["warning"] == ""
+
+
+def test_confined_clusters_count_sections_in_proportion_to_their_size():
+    from fusemap.mixing import confined_clusters
+
+    sections = np.array(["big"] * 900 + ["small"] * 100)
+    # cluster 0: 450 big + 50 small (the same density): shared; cluster 1: 450 big + 2 small: confined
+    labels = np.array([0] * 450 + [1] * 450 + [0] * 50 + [1] * 2 + [2] * 48)
+    assert confined_clusters(labels, sections).tolist() == [False, True, True]

@@ -27,7 +27,8 @@ COMMAND_MODULES = (integrate, query, analysis)
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusemap", description=__doc__.split("\n")[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also log what dependencies do (fusemap's own progress lines and summaries are always shown)")
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.add_commands(sub)
@@ -37,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="[fusemap] %(message)s")
+    # fusemap's INFO lines (progress off a terminal, balance weights, section mixing) reach the log
+    # of a batch job even without -v; they are written above a progress bar, never into it
+    logging.getLogger("fusemap").setLevel(logging.INFO)
     if not args.verbose:  # dependencies' deprecation chatter is not for command-line users
         for cat in (FutureWarning, DeprecationWarning, SyntaxWarning):
             warnings.filterwarnings("ignore", category=cat)

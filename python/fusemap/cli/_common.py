@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import FuseMapInputError
@@ -22,6 +24,7 @@ _VALUE_FLAGS = [k for k in FLAGS if k not in ("normalized", "resume", "progress"
 def in_cli_words(message: str) -> str:
     """Rewrite a library message for command-line users: ``layer='counts'`` -> ``--layer counts``."""
     message = message.replace("normalized=True", "--normalized").replace("resume=False", "--no-resume")
+    message = re.sub(r"(?<![\w.-])panels:", "--panels:", message)
     for key in _VALUE_FLAGS:
         message = re.sub(rf"(?<![\w.-]){key}=(['\"]?)([^'\"\s,;)]*)\1", rf"{FLAGS[key]} \2", message)
     return message
@@ -46,6 +49,46 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalized", action="store_true", help="input is already log-normalised (not counts)")
     p.add_argument("--gene-case", choices=["ignore", "exact"], dest="gene_case",
                    help="match gene names ignoring case (default) or exactly")
+
+
+def add_panels_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--panels", metavar="FILE.json",
+                   help="JSON object: section name -> list of the genes it measured, for tables joining "
+                        "sections with different panels (genes outside a section's list are unmeasured "
+                        "there, never zeros; sections not named keep all their genes)")
+
+
+def read_panels(path: str | None) -> dict | None:
+    """The ``--panels`` file, checked before any data is read."""
+    if path is None:
+        return None
+    from ..validation import check_panels_form
+
+    p = Path(path)
+    if not p.is_file():
+        raise FuseMapInputError(f"--panels {path}: no such file. Pass a JSON file mapping each section name to "
+                                'the genes it measured, e.g. {"slice1": ["Gad1", "Sst"], "slice2": ["Gad1", "Vip"]}.')
+    try:
+        panels = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FuseMapInputError(f"--panels {path}: not valid JSON ({exc}). Pass a JSON object mapping each "
+                                "section name to a list of gene symbols.") from exc
+    return check_panels_form(panels, argname=f"--panels {path}")
+
+
+def summary_lines(model) -> list[str]:
+    """The closing summary of a training command: epochs, time, balance weights, section mixing."""
+    s = model.summary()
+    phases = ", ".join(f"phase {i + 1}: {n} epochs{' (stopped early)' if e else ''}"
+                       for i, (n, e) in enumerate(zip(s["epochs_per_phase"], s["stopped_early"])))
+    lines = [f"trained {sum(s['epochs_per_phase'])} epochs ({phases}) in {s['train_seconds']:.1f} s; "
+             f"final validation loss {s['final_val_loss']:.4g}"]
+    lines += [x for x in (s["balance"], s["mixing"]) if x]
+    warning = model.train_state.mixing.get("warning") if model.train_state and model.train_state.mixing else ""
+    if warning:
+        lines.append("WARNING: " + in_cli_words(warning).replace("max_epochs", "--epochs")
+                     .replace("section_key", "--section-key"))
+    return lines
 
 
 def add_graph_args(p: argparse.ArgumentParser) -> None:

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from ..io.files import OutputDir
-from ._common import (add_data_args, add_graph_args, add_output_args, add_store_args, add_training_args, overrides,
-                      paths, store_options)
+from ._common import (add_data_args, add_graph_args, add_output_args, add_panels_arg, add_store_args,
+                      add_training_args, overrides, paths, read_panels, store_options, summary_lines)
 
 log = logging.getLogger("fusemap")
 
 
 def run_integrate(inputs: Any, out, *, section_key: str | None = None, overwrite: bool = False,
                   figures: bool = True, in_place: bool = False, backed: bool = False, table=None,
-                  coordinate_system: str | None = None, resume: bool = True, **config: Any) -> Path | None:
+                  coordinate_system: str | None = None, resume: bool = True, panels: dict | None = None,
+                  **config: Any) -> Path | None:
     """Read ``inputs`` once, train, and write each result once into ``out`` (built atomically)."""
     from ..distributed import is_main_process
     from ..io.results import save_sections
@@ -31,7 +32,7 @@ def run_integrate(inputs: Any, out, *, section_key: str | None = None, overwrite
                              backed=backed, argname="SECTION")
     with OutputDir(out, overwrite, inputs=paths(sections.paths), command="integrate") as outdir:
         t0 = time.perf_counter()
-        model = FuseMap(sections, section_key, **config)
+        model = FuseMap(sections, section_key, panels=panels, **config)
         model.train(checkpoint_dir=outdir.path("checkpoint"), resume=resume)
         log.info("trained in %.1f s", time.perf_counter() - t0)
         if not is_main_process():  # data-parallel run under torchrun: rank 0 writes the results
@@ -48,13 +49,17 @@ def run_integrate(inputs: Any, out, *, section_key: str | None = None, overwrite
 
             integration_figures(model.sections.adatas, model.section_names, outdir.path("figures"),
                                 seed=model.config.train.seed)
-        return outdir.commit(drop=["checkpoint"])
+        done = outdir.commit(drop=["checkpoint"])
+    for line in summary_lines(model):
+        print(f"fusemap integrate: {line}")
+    return done
 
 
 def _integrate(args) -> Path | None:
+    panels = read_panels(args.panels)
     return run_integrate(args.sections, args.out, section_key=args.section_key, overwrite=args.overwrite,
                          figures=not args.no_figures, in_place=args.in_place, backed=args.backed,
-                         resume=args.resume, **store_options(args, args.sections), **overrides(args))
+                         resume=args.resume, panels=panels, **store_options(args, args.sections), **overrides(args))
 
 
 def _demo(args) -> Path:
@@ -78,6 +83,7 @@ def add_commands(sub) -> None:
                    "or one SpatialData .zarr store")
     add_output_args(p)
     add_data_args(p)
+    add_panels_arg(p)
     p.add_argument("--latent", type=int, help="latent dimensions (default 64)")
     add_graph_args(p)
     p.add_argument("--spatial-mode", choices=["aggregate", "gcn"], dest="spatial_mode")

@@ -26,11 +26,17 @@ def put_embeddings(sections: SectionSet, embeddings: Mapping[str, tuple[np.ndarr
 
     ``embeddings[name] = (cell, spatial)``; ``gene_rows(symbols)`` gives rows of ``genes``.
     """
+    def rows_of(symbols) -> np.ndarray:  # genes no section measured (outside every panel): NaN rows
+        pos = gene_rows(symbols)
+        out = genes[np.maximum(pos, 0)].astype(np.float32, copy=True)
+        out[pos < 0] = np.nan
+        return out
+
     for name, adata in sections.items():
         cell, spatial = embeddings[name]
         adata.obsm[CELL_EMBEDDING] = cell
         adata.obsm[SPATIAL_EMBEDDING] = spatial
-        adata.varm[GENE_EMBEDDING_VARM] = genes[gene_rows(map(str, adata.var_names))]
+        adata.varm[GENE_EMBEDDING_VARM] = rows_of(map(str, adata.var_names))
         adata.uns[RUN_RECORD] = record
     parent = sections.parent
     if parent is not None:
@@ -40,7 +46,7 @@ def put_embeddings(sections: SectionSet, embeddings: Mapping[str, tuple[np.ndarr
             for name, rows in zip(sections.names, sections.parent_rows):
                 full[rows] = embeddings[name][part]
             parent.obsm[key] = full
-        parent.varm[GENE_EMBEDDING_VARM] = genes[gene_rows(map(str, parent.var_names))]
+        parent.varm[GENE_EMBEDDING_VARM] = rows_of(map(str, parent.var_names))
         parent.uns[RUN_RECORD] = record
     if sections.source is not None:  # e.g. the annotating tables of a SpatialData object
         sections.source.write_back(sections)

@@ -15,6 +15,9 @@ from ..errors import FuseMapInputError
 
 log = logging.getLogger("fusemap")
 
+NEVER_ZERO = "fusemap never treats unmeasured genes as zeros"
+"""Said by every message about unmeasured genes."""
+
 
 @dataclass
 class SectionSet:
@@ -116,8 +119,8 @@ def drop_unmeasured_genes(adata: ad.AnnData, name: str) -> ad.AnnData:
     unmeasured = np.logical_or.reduce(masks)
     if not unmeasured.any():
         return adata
-    log.info("section %r: %d gene(s) are NaN in every cell (not measured there); left out of its panel",
-             name, int(unmeasured.sum()))
+    log.info("section %r: %d gene(s) are NaN in every cell (not measured there); left out of its panel (%s)",
+             name, int(unmeasured.sum()), NEVER_ZERO)
     return adata[:, ~unmeasured].copy()
 
 
