@@ -329,7 +329,19 @@ class FuseMap:
     def check_mixing(self) -> dict | None:
         """How many sections share each Leiden cluster of the embeddings (:func:`fusemap.mixing.
         integration_check`), kept in the run record; a :class:`FuseMapWarning` when most clusters
-        belong to one section. Run after training and mapping."""
+        belong to one section. Run after training and mapping.
+
+        Returns
+        -------
+        dict or None
+            Per embedding (``'cell'``, ``'spatial'``): clusters, share of cells in clusters holding
+            every section, clusters confined to one section; plus ``'sentence'`` and ``'warning'``.
+            None for one section or an untrained model.
+
+        Examples
+        --------
+        >>> model.check_mixing()["sentence"]  # doctest: +SKIP
+        """
         from .distributed import is_main_process
         from .mixing import integration_check
 
@@ -347,7 +359,17 @@ class FuseMap:
 
     def summary(self) -> dict:
         """The run at a glance, as plain values (what the R package shows): sections, cells, epochs,
-        time, final validation loss, the balance-weights sentence and the section-mixing check."""
+        time, final validation loss, the balance-weights sentence and the section-mixing check.
+
+        Returns
+        -------
+        dict
+            Plain values (strings, numbers, lists, dicts), convertible to R as they are.
+
+        Examples
+        --------
+        >>> model.summary()["mixing"]  # doctest: +SKIP
+        """
         rec = self.run_record()
         st = self.train_state
         mixing = (st.mixing if st else None) or {}
