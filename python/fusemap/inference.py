@@ -7,17 +7,13 @@ import scipy.sparse as sp
 import torch
 
 from .module import FuseMapModule
-from .sampler import SectionData, dense_rows
+from .sampler import SectionData, csr_tensor, dense_rows
 
 CHUNK = 16_384
 
 
 def to_torch_csr(a: sp.csr_matrix, device: torch.device) -> torch.Tensor:
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(a.indptr.astype(np.int64)), torch.from_numpy(a.indices.astype(np.int64)),
-        torch.from_numpy(np.ascontiguousarray(a.data, dtype=np.float32)), size=a.shape,
-        check_invariants=False,
-    ).to(device)
+    return csr_tensor(a.indptr.astype(np.int64), a.indices.astype(np.int64), a.data, a.shape).to(device)
 
 
 @torch.no_grad()

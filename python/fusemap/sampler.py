@@ -86,6 +86,16 @@ def _row_positions(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + offsets
 
 
+def csr_tensor(crow: np.ndarray, col: np.ndarray, val: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """A torch sparse CSR tensor. torch's note that CSR support is in beta is silenced here, where
+    it arises: it speaks to torch's users, and reached R users as a warning of every run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(col),
+                                       torch.from_numpy(np.ascontiguousarray(val, dtype=np.float32)),
+                                       size=size, check_invariants=False)
+
+
 def _sub_csr(a_hat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, pos: np.ndarray) -> torch.Tensor:
     """Â[rows, cols] as a torch sparse CSR tensor; every neighbour of ``rows`` must be in ``cols``."""
     pos[cols] = np.arange(cols.size)
@@ -94,10 +104,7 @@ def _sub_csr(a_hat: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, pos: np.n
     crow = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     col = pos[a_hat.indices[take]].astype(np.int64)
     val = a_hat.data[take].astype(np.float32, copy=False)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(np.ascontiguousarray(val)),
-        size=(rows.size, cols.size), check_invariants=False,
-    )
+    return csr_tensor(crow, col, val, (rows.size, cols.size))
 
 
 def dense_rows(x: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:

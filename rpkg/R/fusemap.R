@@ -122,8 +122,21 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
                       "training the model")
     emb <- .embeddings(adatas, py)
     record <- .py_call(model$run_record(), "reading the run record")
+    .report_run(record)
     out <- if (single) spes[[1]] else .combine(spes, secs)
     .add_results(out, emb, secs, model.dir, record, assay.type)
+}
+
+# The run's balance-weights and section-mixing sentences, as messages (silenced with
+# options(FuseMap.progress = FALSE)); a mixing failure also arrives as an R warning.
+.report_run <- function(record) {
+    if (!isTRUE(getOption("FuseMap.progress", TRUE))) {
+        return(invisible(NULL))
+    }
+    for (line in c(record$balance_summary, record$mixing_summary)) {
+        if (length(line) && nzchar(line)) cli::cli_inform(c(i = "{line}"))
+    }
+    invisible(NULL)
 }
 
 # The embeddings of every section, rows in the order of secs (the sections' cells in turn).

@@ -116,6 +116,7 @@ setMethod("mapQuery", "ANY", function(x, model, reference = NULL, assay.type = "
     .py_call(mapped$save(model.dir, overwrite = overwrite), "saving the mapped model")
     emb <- .embeddings(qdata, py)
     record <- .py_call(mapped$run_record(), "reading the run record")
+    .report_run(record)
     out <- if (single) spes[[1]] else .combine(spes, secs)
     out <- .add_results(out, emb, secs, model.dir, record, assay.type)
     S4Vectors::metadata(out)$FuseMap$reference_model_dir <- model@path

@@ -95,14 +95,19 @@ test_that("training reports its progress from R: a line per phase and a closing 
     old <- options(FuseMap.progress = TRUE)
     on.exit(options(old))
     msgs <- character(0)
-    out <- withCallingHandlers(
+    # (a 2-epoch run leaves sections apart: the mixing warning is expected and not tested here)
+    out <- suppressWarnings(withCallingHandlers(
         do.call(fusemap, c(list(toy_spe(n = 120)), FAST)),
         message = function(m) {
             msgs <<- c(msgs, conditionMessage(m))
             invokeRestart("muffleMessage")
-        })
+        }))
     expect_true(any(grepl("Training FuseMap: .*phase 1", msgs)))
     expect_true(any(grepl("Training FuseMap: 2 epochs in", msgs)))
+    # the section-mixing sentence of the run record is shown
+    mixing <- S4Vectors::metadata(out)$FuseMap$run$mixing_summary
+    expect_true(any(grepl(substr(mixing, 1, 20), msgs, fixed = TRUE)))
+    expect_true(nzchar(S4Vectors::metadata(out)$FuseMap$run$mixing_summary))
     # the default model folder is said, and made where options(FuseMap.models) points
     dir <- S4Vectors::metadata(out)$FuseMap$model_dir
     expect_true(any(grepl("Saving the model to", msgs)))
@@ -110,10 +115,11 @@ test_that("training reports its progress from R: a line per phase and a closing 
     expect_true(file.exists(file.path(dir, "weights.pt")))
     options(FuseMap.progress = FALSE)
     msgs <- character(0)
-    withCallingHandlers(do.call(fusemap, c(list(toy_spe(n = 120), model.dir = tempfile()), FAST)),
-                        message = function(m) {
-                            msgs <<- c(msgs, conditionMessage(m))
-                            invokeRestart("muffleMessage")
-                        })
+    suppressWarnings(withCallingHandlers(
+        do.call(fusemap, c(list(toy_spe(n = 120), model.dir = tempfile()), FAST)),
+        message = function(m) {
+            msgs <<- c(msgs, conditionMessage(m))
+            invokeRestart("muffleMessage")
+        }))
     expect_false(any(grepl("epochs in", msgs)))
 })
