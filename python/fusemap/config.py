@@ -186,7 +186,8 @@ class TrainConfig:
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
     progress: bool | None = None
-    """Progress bar: ``None`` shows it only on a terminal."""
+    """Progress display: ``None`` picks it (a bar on a terminal or in Jupyter, log lines elsewhere;
+    off when a ``callback`` is given), ``True`` always shows it, ``False`` never."""
     num_workers: int = 0
     """Background threads preparing minibatches (0: prepare in the training thread)."""
     precision: Literal["auto", "float32", "bfloat16"] = "float32"
