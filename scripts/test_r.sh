@@ -80,6 +80,6 @@ R CMD INSTALL --library="$clean/lib" "$tarball" >"$OUT/clean-install.log" 2>&1 |
   stopifnot(fusemapAvailable())
   stopifnot(nrow(vignette(package = "FuseMap")$results) == 1L)
   cat("fusemap", FuseMap:::.fusemap_py()$fusemap$`__version__`, "from", py, "\n")
-' >"$OUT/clean.log" 2>&1) || { tail -n 40 "$OUT/clean.log"; exit 1; }
+' >"$ROOT/$OUT/clean.log" 2>&1) || { tail -n 40 "$ROOT/$OUT/clean.log"; exit 1; }
 tail -n 1 "$OUT/clean.log"
 echo "[test-r] installFuseMap(): $(( $(date +%s) - t4 )) s"
