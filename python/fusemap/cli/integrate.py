@@ -6,16 +6,12 @@ with the results in its tables), ``gene_embedding.csv``, ``history.csv``, ``figu
 
 from __future__ import annotations
 
-import logging
-import time
 from pathlib import Path
 from typing import Any
 
 from ..io.files import OutputDir
 from ._common import (add_data_args, add_graph_args, add_output_args, add_panels_arg, add_store_args,
                       add_training_args, overrides, paths, read_panels, store_options, summary_lines)
-
-log = logging.getLogger("fusemap")
 
 
 def run_integrate(inputs: Any, out, *, section_key: str | None = None, overwrite: bool = False,
@@ -31,10 +27,8 @@ def run_integrate(inputs: Any, out, *, section_key: str | None = None, overwrite
     sections = read_sections(inputs, section_key, table=table, coordinate_system=coordinate_system,
                              backed=backed, argname="SECTION")
     with OutputDir(out, overwrite, inputs=paths(sections.paths), command="integrate") as outdir:
-        t0 = time.perf_counter()
         model = FuseMap(sections, section_key, panels=panels, **config)
         model.train(checkpoint_dir=outdir.path("checkpoint"), resume=resume)
-        log.info("trained in %.1f s", time.perf_counter() - t0)
         if not is_main_process():  # data-parallel run under torchrun: rank 0 writes the results
             return None
         model.save(outdir.path("model"))
