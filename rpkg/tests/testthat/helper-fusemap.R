@@ -7,17 +7,7 @@
 # into the package sources.
 options(FuseMap.models = tempdir())
 
-project_root <- function() {
-    dir <- normalizePath(getwd(), mustWork = FALSE)
-    repeat {
-        proj <- file.path(dir, "pyproject.toml")
-        if (file.exists(proj) && any(grepl('^name *= *"fusemap"', readLines(proj, warn = FALSE)))) {
-            return(dir)
-        }
-        if (identical(dirname(dir), dir)) return(NULL)
-        dir <- dirname(dir)
-    }
-}
+project_root <- function() FuseMap:::.project_above(getwd())
 
 data_dir <- function() {
     d <- Sys.getenv("FUSEMAP_DATA_DIR")
