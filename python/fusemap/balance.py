@@ -9,6 +9,8 @@ it onto another section's cell types.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -147,7 +149,8 @@ def leiden_labels(emb: np.ndarray, resolution: float, seed: int, n_neighbors: in
     return np.asarray(part.membership, dtype=int)
 
 
-def _cluster(emb: np.ndarray, resolution: float, seed: int) -> np.ndarray:
+def cluster_cells(emb: np.ndarray, resolution: float, seed: int) -> np.ndarray:
+    """Leiden labels; above MAX_CLUSTER_CELLS cells, of a random subset, the rest joining their nearest centroid."""
     n = emb.shape[0]
     if n <= MAX_CLUSTER_CELLS:
         return leiden_labels(emb, resolution, seed)
@@ -163,16 +166,24 @@ def _cluster(emb: np.ndarray, resolution: float, seed: int) -> np.ndarray:
     return labels
 
 
-def cluster_similarity(embeddings: list[np.ndarray], labels: list[np.ndarray]) -> list[np.ndarray]:
-    """For each section, each cluster's best cosine similarity to a cluster of another section."""
+def _partners(n: int, partners: Sequence[Sequence[int]] | None) -> list[list[int]]:
+    """Sections whose clusters count as counterparts of each section's (default: every other)."""
+    if partners is None:
+        return [[u for u in range(n) if u != v] for v in range(n)]
+    return [[u for u in p if u != v] for v, p in enumerate(partners)]
+
+
+def cluster_similarity(embeddings: list[np.ndarray], labels: list[np.ndarray],
+                       partners: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+    """For each section, each cluster's best cosine similarity to a cluster of a partner section."""
     center = np.concatenate(embeddings).mean(0)
     cents = []
     for emb, lab in zip(embeddings, labels):
         c = np.stack([emb[lab == k].mean(0) for k in range(lab.max() + 1)]) - center
         cents.append(c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12))
     best = []
-    for v, c in enumerate(cents):
-        others = [o for u, o in enumerate(cents) if u != v]
+    for v, (c, part) in enumerate(zip(cents, _partners(len(cents), partners))):
+        others = [cents[u] for u in part]
         if not others:
             best.append(np.ones(len(c)))
             continue
@@ -180,8 +191,9 @@ def cluster_similarity(embeddings: list[np.ndarray], labels: list[np.ndarray]) -
     return best
 
 
-def cluster_overlap(embeddings: list[np.ndarray], labels: list[np.ndarray]) -> list[np.ndarray]:
-    """For each section, each cluster's distance to the nearest centroid of another section's
+def cluster_overlap(embeddings: list[np.ndarray], labels: list[np.ndarray],
+                    partners: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+    """For each section, each cluster's distance to the nearest centroid of a partner section's
     clusters, in units of the cluster's own spread (root mean squared distance of its cells to its
     centroid). Below 1 the counterpart lies inside the cluster's cloud of cells."""
     cents, spreads = [], []
@@ -191,8 +203,8 @@ def cluster_overlap(embeddings: list[np.ndarray], labels: list[np.ndarray]) -> l
         cents.append(c)
         spreads.append(np.maximum(spread, 1e-12))
     out = []
-    for v, (c, spread) in enumerate(zip(cents, spreads)):
-        others = [o for u, o in enumerate(cents) if u != v]
+    for v, (c, spread, part) in enumerate(zip(cents, spreads, _partners(len(cents), partners))):
+        others = [cents[u] for u in part]
         if not others:
             out.append(np.zeros(len(c)))
             continue
@@ -203,8 +215,8 @@ def cluster_overlap(embeddings: list[np.ndarray], labels: list[np.ndarray]) -> l
 
 
 def balance_weights(embeddings: list[np.ndarray], *, rule: str = "overlap", resolution: float = 1.0,
-                    low: float = 0.5, high: float = 0.8, floor: float = 0.05, seed: int = 0
-                    ) -> tuple[list[np.ndarray], dict]:
+                    low: float = 0.5, high: float = 0.8, floor: float = 0.05, seed: int = 0,
+                    partners: Sequence[Sequence[int]] | None = None) -> tuple[list[np.ndarray], dict]:
     """Per-cell weights (mean 1 within each section) and a summary of what was down-weighted.
 
     ``rule='overlap'`` (default): a cluster keeps full weight when the nearest cluster centroid of
@@ -215,16 +227,20 @@ def balance_weights(embeddings: list[np.ndarray], *, rule: str = "overlap", reso
     three STARmap mPFC sections, 8-16 % of thinned copies of one Xenium tissue), because at 64
     dimensions the centroids of matching clusters of different sections are rarely more than 0.8
     alike; the overlap rule compares a centroid's offset with the scatter of the cells around it.
+
+    ``partners[v]``: the sections whose clusters may be a counterpart of section ``v``'s (default:
+    every other section). Query mapping compares query clusters with reference clusters only, so
+    a state that several query sections share but the reference lacks is still down-weighted.
     """
     if rule not in BALANCE_RULES:
         raise ValueError(f"rule={rule!r} is not one of {BALANCE_RULES}")
-    labels = [_cluster(e, resolution, seed) for e in embeddings]
+    labels = [cluster_cells(e, resolution, seed) for e in embeddings]
     if rule == "cosine":
-        scores = cluster_similarity(embeddings, labels)
+        scores = cluster_similarity(embeddings, labels, partners)
         full = [np.clip((s - low) / (high - low), 0.0, 1.0) for s in scores]
         kept = [s >= high for s in scores]
     else:
-        scores = cluster_overlap(embeddings, labels)
+        scores = cluster_overlap(embeddings, labels, partners)
         full = [np.clip((OVERLAP_NONE - r) / (OVERLAP_NONE - OVERLAP_FULL), 0.0, 1.0) for r in scores]
         kept = [r <= OVERLAP_FULL for r in scores]
     weights, summary = [], {"rule": rule, "n_clusters": [], "n_downweighted_clusters": [],

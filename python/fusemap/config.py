@@ -168,6 +168,17 @@ class TrainConfig:
     """Similarity above which a cluster gets full weight (linear in between)."""
     balance_floor: float = 0.05
     """Smallest balance weight a cell can get (its cluster has no counterpart)."""
+    query_balance: Literal["novelty", "all"] = "novelty"
+    """Query mapping: how the balanced phase weights cells. 'novelty': each query cluster by its
+    median novelty against the reference (fusemap.novelty; all query sections pooled, so a state the
+    reference lacks keeps a low weight even when several query sections share it), and each
+    reference cluster by whether the query holds a counterpart; 'all': the integration rule, every
+    section's clusters against every other section's."""
+    query_pretrain: Literal["reconstruction", "aligned"] = "reconstruction"
+    """Query mapping, phase 1: 'reconstruction' trains the query encoders through the frozen
+    reference decoder without alignment, so each query cluster lands where its expression puts it
+    and the balance weights can tell states the reference lacks (which alignment would already have
+    pulled onto reference types); 'aligned' aligns from the first epoch, as integration does."""
     mmd_weight: float = 20.0
     """Weight of a maximum mean discrepancy between sections on both embeddings, beside the
     discriminators (fusemap.module.mmd_loss); 0 leaves alignment to the discriminators alone, as in
@@ -390,6 +401,9 @@ class FuseMapConfig:
             (t.balance_low < t.balance_high, "balance_low/balance_high", (t.balance_low, t.balance_high),
              "balance_low < balance_high"),
             (t.balance_rule in ("overlap", "cosine"), "balance_rule", t.balance_rule, "'overlap' or 'cosine'"),
+            (t.query_balance in ("novelty", "all"), "query_balance", t.query_balance, "'novelty' or 'all'"),
+            (t.query_pretrain in ("reconstruction", "aligned"), "query_pretrain", t.query_pretrain,
+             "'reconstruction' or 'aligned'"),
             (t.mmd_weight >= 0, "mmd_weight", t.mmd_weight, "a number >= 0"),
             (t.mmd_phase in ("both", "balanced"), "mmd_phase", t.mmd_phase, "'both' or 'balanced'"),
             (t.num_workers >= 0, "num_workers", t.num_workers, "an integer >= 0"),

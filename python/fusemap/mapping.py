@@ -22,13 +22,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 
 from .config import TrainConfig
 from .errors import FuseMapInputError, FuseMapModelError, FuseMapWarning
 from .inference import embed_section
-from .io.results import put_embeddings
+from .io.results import put_embeddings, put_obs
 from .io.sections import match_model_sections, read_sections
 from .io.sectionset import SectionSet
+from .novelty import NOVELTY_CLUSTER_COLUMN, NOVELTY_COLUMN, novelty_scores
 from .model import FuseMap, SectionEmbedding, prepare_sections, resolve_device, seeded
 from .progress import ensure_log_handler
 from .training import FixedSections, Trainer
@@ -273,9 +275,13 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
         module=core, device=device, adversarial=ref.adversarial,
         sections=SectionSet(list(ref.section_names) + list(qsec.names), list(ref.sections.adatas) + list(qsec.adatas)),
         data=list(ref.data) + qdata, warnings=issued, history=[{"stage": "map_query", **h} for h in history],
-        train_state=trainer.state, embeddings=embs)
+        train_state=trainer.state, embeddings=embs,
+        novelty=novelty_scores([ref_emb[n].cell for n in ref.section_names],
+                               np.concatenate([embs[d.name].cell for d in qdata]), seed=cfg.train.seed))
+    mapped.train_state.novelty = {**mapped.novelty.record(), "sentence": mapped.novelty.sentence()}
     log.info("mapped %d query section(s) onto %d reference section(s); %d new gene(s)",
              len(qdata), len(ref.section_names), len(vocab) - len(ref.vocabulary))
+    log.info("%s", mapped.novelty.sentence())
     mapped.check_mixing()
     if write:
         write_query(mapped, qsec)
@@ -283,10 +289,15 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
 
 
 def write_query(mapped: FuseMap, query: SectionSet) -> None:
-    """Write embeddings, gene embedding and run record into the query sections only."""
+    """Write embeddings, gene embedding and run record into the query sections only, and each query
+    cell's novelty (``obs['fusemap_novelty']``, ``obs['fusemap_novelty_cluster']``) when the
+    mapping just computed it."""
     embs = mapped.embeddings()
     put_embeddings(query, {n: (embs[n].cell, embs[n].spatial) for n in query.names},
                    mapped.gene_embedding().to_numpy(), mapped.vocabulary.index_of, mapped.run_record())
+    if mapped.novelty is not None:
+        put_obs(query, {NOVELTY_COLUMN: mapped.novelty.scores,
+                        NOVELTY_CLUSTER_COLUMN: mapped.novelty.clusters.astype(str).astype(object)})
 
 
 def query_section_names(model: FuseMap) -> list[str]:

@@ -243,9 +243,10 @@ class FuseMap:
              module: FuseMapModule, device: torch.device, adversarial: bool, sections: SectionSet | None = None,
              data: Sequence[SectionData] = (), warnings: Sequence[str] = (), history: Sequence[dict] = (),
              train_state: TrainState | None = None, model_dir: str | None = None,
-             embeddings: dict[str, "SectionEmbedding"] | None = None) -> "FuseMap":
+             embeddings: dict[str, "SectionEmbedding"] | None = None, novelty: Any = None) -> "FuseMap":
         """The one place a model's state is set: by fitting (``__init__``), :meth:`load` and
-        :func:`fusemap.map_query` alike."""
+        :func:`fusemap.map_query` alike (``novelty``: the per-cell novelty of a mapping's query
+        cells, :class:`fusemap.novelty.Novelty`; kept in memory until written into the sections)."""
         self.config = config
         self.setup = dict(setup)
         self.vocabulary = vocabulary
@@ -261,6 +262,7 @@ class FuseMap:
         self.train_state = train_state
         self.model_dir = model_dir
         self._embeddings = embeddings
+        self.novelty = novelty
         return self
 
     @property
@@ -378,7 +380,7 @@ class FuseMap:
             "trained": self.is_trained, "epochs_per_phase": rec["epochs_per_phase"],
             "stopped_early": rec["stopped_early"], "train_seconds": rec["train_seconds"],
             "final_val_loss": rec["final_val_loss"], "balance": rec["balance_summary"],
-            "mixing": rec["mixing_summary"],
+            "mixing": rec["mixing_summary"], "novelty": rec["novelty_summary"],
             "mixing_cell": dict(mixing.get("cell") or {}), "mixing_spatial": dict(mixing.get("spatial") or {}),
             "warnings": list(self.warnings),
         }
@@ -501,6 +503,8 @@ class FuseMap:
             "mixing_json": json.dumps(st.mixing if st else None),
             "mixing_summary": str(((st.mixing if st else None) or {}).get("sentence", "")),
             "mixing_warning": str(((st.mixing if st else None) or {}).get("warning", "")),
+            "novelty_json": json.dumps(st.novelty if st else None),
+            "novelty_summary": str(((st.novelty if st else None) or {}).get("sentence", "")),
         }
 
     def write(self) -> None:

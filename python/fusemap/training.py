@@ -26,6 +26,7 @@ from torch.optim import Adam
 from .distributed import setup as setup_distributed
 from ._constants import CHECKPOINT_FILE
 from .balance import balance_sentence, balance_weights
+from .novelty import novelty_scores
 from .config import FuseMapConfig
 from .errors import FuseMapWarning
 from .inference import embed_section
@@ -51,6 +52,7 @@ class TrainState:
     balance_summary: dict | None = None
     seconds: float = 0.0
     mixing: dict | None = None
+    novelty: dict | None = None
 
 
 @dataclass
@@ -232,6 +234,13 @@ class Trainer:
         w = np.concatenate([self.balance[b.section][b.seeds] for b in blocks])
         return torch.from_numpy(w).to(self.device)
 
+    def _aligning(self) -> bool:
+        """Whether this phase trains against the discriminators (query mapping may pretrain without)."""
+        if not self.adversarial:
+            return False
+        pretrain_alone = self.fixed is not None and self.t.query_pretrain == "reconstruction" and self.t.balance
+        return not (pretrain_alone and self.state.phase == PHASE_PRETRAIN)
+
     def _train_epoch(self) -> dict:
         m = self.module
         m.train()
@@ -245,7 +254,7 @@ class Trainer:
             # detached tensors, summed on the device: no host synchronisation per step on CUDA
             logs = {"recon": out.losses.recon.detach(), "kl": out.losses.kl.detach()}
             loss = ae
-            if self.adversarial:
+            if self._aligning():
                 w = self._seed_weights(blocks)
                 # discriminators learn on detached embeddings (plus the fixed sections' cells, if any)
                 dz_c, dz_t, d_sec, d_w = out.z_cell.detach(), out.z_spatial.detach(), out.sections, w
@@ -314,10 +323,18 @@ class Trainer:
     def _compute_balance(self) -> None:
         embs = [embed_section(self.module, i, s, self.device) for i, s in enumerate(self.sections)]
         cells = [e[0] for e in embs] + (list(self.fixed.cell) if self.fixed is not None else [])
+        by_novelty = self.fixed is not None and self.t.query_balance == "novelty"
+        partners = None
+        if by_novelty:  # reference clusters look for a counterpart in the query only
+            n_q, n_r = len(self.sections), len(self.fixed.cell)
+            query, ref = list(range(n_q)), list(range(n_q, n_q + n_r))
+            partners = [ref] * n_q + [query] * n_r
         threads = torch.get_num_threads()
         wc, summary = balance_weights(cells, rule=self.t.balance_rule, resolution=self.t.balance_resolution,
                                       low=self.t.balance_low, high=self.t.balance_high,
-                                      floor=self.t.balance_floor, seed=self.t.seed)
+                                      floor=self.t.balance_floor, seed=self.t.seed, partners=partners)
+        if by_novelty:
+            self._query_weights_from_novelty(wc, summary, [e[0] for e in embs])
         # scanpy's neighbour search (numba, sharing the OpenMP runtime) resets the thread count to
         # all cores; phase 2 keeps the caller's torch.set_num_threads
         torch.set_num_threads(threads)
@@ -331,6 +348,23 @@ class Trainer:
         summary["sentence"] = balance_sentence(summary, names)
         self.state.balance_summary = summary
         log.info("%s", summary["sentence"])
+
+    def _query_weights_from_novelty(self, wc: list[np.ndarray], summary: dict, query: list[np.ndarray]) -> None:
+        """Query mapping: each query cell's weight is its cluster's match to the reference
+        (:meth:`fusemap.novelty.Novelty.cluster_weights`), with all query sections pooled, so a
+        state the reference lacks keeps its own place even when several query sections share it."""
+        nov = novelty_scores(self.fixed.cell, np.concatenate(query), resolution=self.t.balance_resolution,
+                             seed=self.t.seed)
+        w_all = nov.cluster_weights(self.t.balance_floor)
+        bounds = np.cumsum([0] + [len(q) for q in query])
+        for i in range(len(query)):
+            w, lab = w_all[bounds[i]:bounds[i + 1]], nov.clusters[bounds[i]:bounds[i + 1]]
+            low = w < 1
+            wc[i] = (w / max(float(w.mean()), 1e-12)).astype(np.float32)
+            summary["n_clusters"][i] = int(len(np.unique(lab)))
+            summary["n_downweighted_clusters"][i] = int(len(np.unique(lab[low])))
+            summary["downweighted_cell_fraction"][i] = float(low.mean())
+        summary["query_rule"] = "novelty"
 
     def _end_phase(self, stopped_early: bool) -> None:
         s = self.state

@@ -44,7 +44,9 @@ def test_every_reference_tensor_is_unchanged(reference, mapped):
         assert torch.equal(reference.module.state_dict()[key], before), key  # the caller's model too
     # the query got its own, trained networks
     assert {"encoders.2.mean.weight", "gene_bias.2", "gene_embedding.1"} <= set(after)
-    assert m.history and {"recon", "disc", "adv_cell"} <= set(m.history[0])
+    # phase 1 pretrains the query encoders through the frozen decoder; phase 2 aligns (query_pretrain)
+    assert m.history and "disc" not in m.history[0] and m.history[0]["phase"] == 1
+    assert any(h["phase"] == 2 and {"recon", "disc", "adv_cell"} <= set(h) for h in m.history)
     ge_ref = reference.gene_embedding()
     assert m.gene_embedding().loc[ge_ref.index].equals(ge_ref)
 
@@ -66,6 +68,13 @@ def test_query_gets_embeddings_written(mapped):
     assert np.array_equal(query.obsm["X_fusemap_spatial"], m.embeddings()[m.section_names[-1]].spatial)
     ge = m.gene_embedding()
     assert np.array_equal(query.varm["fusemap_gene_embedding"], ge.loc[list(query.var_names)].to_numpy())
+    # the novelty of each query cell against the reference, its cluster, and the summary in the record
+    assert np.array_equal(query.obs["fusemap_novelty"].to_numpy(), m.novelty.scores)
+    assert query.obs["fusemap_novelty"].between(0, 1).all()
+    assert query.obs["fusemap_novelty_cluster"].nunique() == len(m.novelty.summary)
+    record = json.loads(query.uns["fusemap"]["novelty_json"])
+    assert record["n_query_cells"] == query.n_obs and record["threshold"] == 0.99
+    assert m.summary()["novelty"].startswith("Novelty: ")
 
 
 def test_gene_names_stay_with_their_columns_after_save_and_load(mapped, sim3, tmp_path):

@@ -52,6 +52,33 @@ def put_embeddings(sections: SectionSet, embeddings: Mapping[str, tuple[np.ndarr
         sections.source.write_back(sections)
 
 
+def put_obs(sections: SectionSet, columns: Mapping[str, np.ndarray]) -> None:
+    """Write per-cell columns (cells of all sections stacked, in section order) into ``obs`` of each
+    section, of the AnnData they were split from (in its cell order; cells outside every section get
+    NaN / missing) and of a SpatialData object's tables. String columns become categorical."""
+    import pandas as pd
+
+    def as_column(values):
+        values = np.asarray(values)
+        return pd.Categorical(values) if values.dtype.kind in "OUS" else values
+
+    bounds = np.cumsum([0] + [a.n_obs for a in sections.adatas])
+    for i, adata in enumerate(sections.adatas):
+        for key, values in columns.items():
+            adata.obs[key] = as_column(np.asarray(values)[bounds[i]:bounds[i + 1]])
+    parent = sections.parent
+    if parent is not None:
+        for key, values in columns.items():
+            values = np.asarray(values)
+            text = values.dtype.kind in "OUS"
+            full = np.empty(parent.n_obs, dtype=object) if text else np.full(parent.n_obs, np.nan)
+            for i, rows in enumerate(sections.parent_rows):
+                full[rows] = values[bounds[i]:bounds[i + 1]]
+            parent.obs[key] = as_column(full)
+    if sections.source is not None:
+        sections.source.write_back(sections)
+
+
 def output_store_name(sections: SectionSet) -> str:
     path = sections.source.path
     return path.name if path is not None and path.suffix == ".zarr" else "results.zarr"
