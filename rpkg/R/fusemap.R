@@ -127,13 +127,13 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
     .add_results(out, emb, secs, model.dir, record, assay.type)
 }
 
-# The run's balance-weights and section-mixing sentences, as messages (silenced with
+# The run's balance-weights, query-novelty and section-mixing sentences, as messages (silenced with
 # options(FuseMap.progress = FALSE)); a mixing failure also arrives as an R warning.
 .report_run <- function(record) {
     if (!isTRUE(getOption("FuseMap.progress", TRUE))) {
         return(invisible(NULL))
     }
-    for (line in c(record$balance_summary, record$mixing_summary)) {
+    for (line in c(record$balance_summary, record$novelty_summary, record$mixing_summary)) {
         if (length(line) && nzchar(line)) cli::cli_inform(c(i = "{line}"))
     }
     invisible(NULL)

@@ -188,10 +188,13 @@ setMethod("mapQuery", "ANY", function(x, model, reference = NULL, assay.type = "
 #'   in \code{labels}.
 #' @param ... Further options of the Python function with R names
 #'   (\code{min.cells}, \code{rare}, \code{holdout}, \code{n.neighbors},
-#'   \code{max.train.cells}, \code{seed}).
+#'   \code{max.train.cells}, \code{seed}, \code{novelty.threshold}: query
+#'   cells farther from the reference than this share of reference cells are
+#'   \code{"unassigned"}, default 0.99, \code{NULL} assigns every cell).
 #' @return \code{x} with, for each level, \code{colData} columns
 #'   \code{FuseMap_<label>} (predicted class, a factor) and
-#'   \code{FuseMap_<label>_uncertainty}, and
+#'   \code{FuseMap_<label>_uncertainty}, \code{FuseMap_<labels>_novelty}
+#'   (0-1, on the cell embedding), and
 #'   \code{metadata()$FuseMap_transfer[[labels]]}: held-out accuracy and
 #'   macro-F1 on reference cells, classes, rare classes.
 #' @seealso \code{\link{mapQuery}}.
@@ -245,7 +248,7 @@ transferLabels <- function(x, reference, labels, embedding = c("cell", "spatial"
         }
         names(opts) <- gsub(".", "_", names(opts), fixed = TRUE)
         opts <- Map(function(v, k) {
-            if (k != "holdout" && is.numeric(v) && length(v) == 1L && !is.na(v) && v == round(v)) as.integer(v) else v
+            if (!k %in% c("holdout", "novelty_threshold") && is.numeric(v) && length(v) == 1L && !is.na(v) && v == round(v)) as.integer(v) else v
         }, opts, names(opts))
     }
     ref_ad <- .embedding_anndata(reference, levels, py)

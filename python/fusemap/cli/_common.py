@@ -83,7 +83,7 @@ def summary_lines(model) -> list[str]:
                        for i, (n, e) in enumerate(zip(s["epochs_per_phase"], s["stopped_early"])))
     lines = [f"trained {sum(s['epochs_per_phase'])} epochs ({phases}) in {s['train_seconds']:.1f} s; "
              f"final validation loss {s['final_val_loss']:.4g}"]
-    lines += [x for x in (s["balance"], s["mixing"]) if x]
+    lines += [x for x in (s["balance"], s.get("novelty"), s["mixing"]) if x]
     warning = model.train_state.mixing.get("warning") if model.train_state and model.train_state.mixing else ""
     if warning:
         lines.append("WARNING: " + in_cli_words(warning).replace("max_epochs", "--epochs")

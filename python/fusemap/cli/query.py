@@ -24,6 +24,7 @@ the same elements, and with ``--out OUT.h5ad`` streams the matrix as for ``.h5ad
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -140,7 +141,7 @@ def run_transfer(model: str | os.PathLike, reference: Any, query: Any, out: str 
                  min_cells: int = 10, rare: str = "exclude", remap: bool = False, section_key: str | None = None,
                  overwrite: bool = False, seed: int | None = None, table: Any = None,
                  coordinate_system: str | None = None, in_place: bool = False, resume: bool = True,
-                 **config: Any) -> Path:
+                 novelty_threshold: float | None = 0.99, **config: Any) -> Path:
     """The ``transfer`` job: map raw query sections first (if needed), then transfer ``labels``."""
     from ..io.results import save_sections
     from ..io.sections import read_sections
@@ -148,6 +149,10 @@ def run_transfer(model: str | os.PathLike, reference: Any, query: Any, out: str 
     from ..model import read_model_dir
     from ..transfer import check_reference_labels, transfer_labels
 
+    if novelty_threshold is not None and not 0 < novelty_threshold <= 1:
+        raise FuseMapInputError(f"--novelty-threshold: {novelty_threshold} is not in (0, 1]; give e.g. 0.99 "
+                                "(cells farther from the reference than 99 % of reference cells are "
+                                "'unassigned') or 'none' to assign every cell.")
     meta = read_model_dir(model, weights=False)  # a clear error before anything is read
     k = int(meta["config"]["config"]["model"]["n_latent"])
     refs = read_sections(reference, argname="--reference")
@@ -167,7 +172,7 @@ def run_transfer(model: str | os.PathLike, reference: Any, query: Any, out: str 
                       resume=resume, **config)
         result = transfer_labels(refs, queries, labels, embedding=embedding, method=method,
                                  hierarchy=list(hierarchy), min_cells=min_cells, rare=rare,
-                                 seed=0 if seed is None else seed)
+                                 novelty_threshold=novelty_threshold, seed=0 if seed is None else seed)
         save_sections(queries, outdir.partial, in_place=in_place)
         summary = {**result.summary(), "mapped_here": [queries.names[i] for i in raw],
                    "model": str(model), "query_sections": list(queries.names)}
@@ -183,7 +188,17 @@ def _transfer(args):
                         hierarchy=split_list(args.hierarchy), embedding=args.embedding, method=args.method,
                         min_cells=args.min_cells, rare=args.rare, remap=args.remap, section_key=args.section_key,
                         overwrite=args.overwrite, seed=seed, in_place=args.in_place, resume=args.resume,
-                        **store_options(args, args.query), **config)
+                        novelty_threshold=args.novelty_threshold, **store_options(args, args.query), **config)
+
+
+def _threshold(text: str) -> float | None:
+    """``--novelty-threshold``: a number, or 'none' for no threshold (checked in run_transfer)."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'none', found {text!r}") from None
 
 
 def add_commands(sub) -> None:
@@ -237,6 +252,10 @@ def add_commands(sub) -> None:
     p.add_argument("--min-cells", type=int, default=10, dest="min_cells",
                    help="classes with fewer labelled reference cells are handled by --rare (default 10)")
     p.add_argument("--rare", choices=["exclude", "other"], default="exclude")
+    p.add_argument("--novelty-threshold", type=_threshold, default=0.99, dest="novelty_threshold",
+                   help="query cells whose novelty against the reference (0-1: the share of reference "
+                        "cells closer to the reference) is above this are labelled 'unassigned'; "
+                        "'none' assigns every cell (default 0.99)")
     p.add_argument("--remap", action="store_true", help="map the query even if it holds embeddings")
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
     add_output_args(p, figures=False)
