@@ -148,7 +148,8 @@ def resolve_targets(model: FuseMap, data: Any = None, section_key: str | None = 
                 "trained or mapped with."
             )
         panels.append(panel)
-    prepared, _ = prepare_sections(sections, model.vocabulary, model.config, model.spatial_key, panels)
+    prepared, _ = prepare_sections(sections, model.vocabulary, model.config, model.spatial_key, panels,
+                                   model.no_coordinates)
     return [Target(index[n], n, d, a) for n, d, a in zip(sections.names, prepared, sections.adatas)]
 
 
