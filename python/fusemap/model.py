@@ -505,7 +505,8 @@ class FuseMap:
         dict
             Package version, sections and cell counts, gene count, embedding keys, device, epochs
             per phase and whether each stopped early, training seconds, the adversarial weight,
-            final validation loss, model directory, and the configuration and balance summary as
+            final validation loss, model directory, and the configuration, balance summary and
+            sections without coordinates (``no_coordinates_json``, read by :mod:`fusemap.tl`) as
             JSON strings.
 
         Examples
@@ -537,6 +538,7 @@ class FuseMap:
             "mixing_json": json.dumps(st.mixing if st else None),
             "mixing_summary": str(((st.mixing if st else None) or {}).get("sentence", "")),
             "mixing_warning": str(((st.mixing if st else None) or {}).get("warning", "")),
+            "no_coordinates_json": json.dumps(self.no_coordinates),
         }
 
     def write(self) -> None:
