@@ -159,3 +159,31 @@ def test_analyses_that_need_space_skip_the_reference(trained):
     assert len(res.table) > 0
     with pytest.raises(FuseMapInputError, match=r"cell_proximity needs cell coordinates.*sim_section_2"):
         fusemap.tl.cell_proximity([s[2]], "cell_type", n_shifts=5)
+
+
+def test_command_line_integrate_and_map_with_a_reference_without_coordinates(with_reference, tmp_path):
+    import anndata as ad
+
+    from fusemap.cli import main
+
+    paths = []
+    for i, a in enumerate(with_reference):
+        if i == 1:
+            a.obsm["spatial"] = with_reference[0].obsm["spatial"][:a.n_obs].copy()
+        paths.append(str(tmp_path / f"s{i}.h5ad"))
+        a.write_h5ad(paths[-1])
+    fast = ["--epochs", "1", "--batch-size", "64", "--device", "cpu"]
+    # s2 has no coordinates; s1 has some but is named: two reference sections, one with coordinates
+    assert main(["integrate", paths[0], paths[1], paths[2], "--out", str(tmp_path / "run"), *fast, "--latent", "8",
+                 "--no-coordinates", "s1"]) == 0
+    model = FuseMap.load(tmp_path / "run" / "model")
+    assert model.no_coordinates == ["s1", "s2"]
+    figures = sorted(p.name for p in (tmp_path / "run" / "figures").iterdir())
+    assert figures == ["spatial_cell_clusters.png", "spatial_spatial_clusters.png", "umap_cell.png",
+                       "umap_spatial.png"]
+    q = ad.read_h5ad(paths[2])
+    q.obs_names = [f"q{c}" for c in q.obs_names]
+    q.write_h5ad(tmp_path / "q.h5ad")
+    assert main(["map", str(tmp_path / "q.h5ad"), "--model", str(tmp_path / "run" / "model"), "--out",
+                 str(tmp_path / "mapped"), *fast, "--no-figures"]) == 0
+    assert FuseMap.load(tmp_path / "mapped" / "model").no_coordinates == ["s1", "s2", "q"]
