@@ -148,7 +148,8 @@ def resolve_targets(model: FuseMap, data: Any = None, section_key: str | None = 
                 "trained or mapped with."
             )
         panels.append(panel)
-    prepared, _ = prepare_sections(sections, model.vocabulary, model.config, model.spatial_key, panels)
+    prepared, _ = prepare_sections(sections, model.vocabulary, model.config, model.spatial_key, panels,
+                                   model.no_coordinates)
     return [Target(index[n], n, d, a) for n, d, a in zip(sections.names, prepared, sections.adatas)]
 
 
@@ -338,6 +339,78 @@ def iter_impute(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, meth
         offset += n
 
 
+def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson R of matching columns of two cells x genes arrays; NaN where either is constant."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (a * b).sum(0) / np.where(den > 0, den, 1.0), np.nan)
+
+
+@torch.no_grad()
+def gene_confidence(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, method: str = DEFAULT_METHOD,
+                    neighbors: int = DEFAULT_NEIGHBORS, chunk_size: int = 4096, gene_chunk_size: int = 2048
+                    ) -> pd.DataFrame:
+    """How far to trust each imputed gene: the read-out checked where the gene was measured.
+
+    For every section that measured a gene (attached to the model or among ``targets``), its
+    held-out cells (the validation cells training never fitted) are read out with ``method`` and
+    compared with their measured values: 'knn' averages the gene over the nearest *training*
+    cells of the measuring sections (the held cells' own values are never used), 'decoder' and
+    'product' are the model's read-out (the held cell's own expression enters its encoder, so
+    they are optimistic), 'blend' their mean. Per gene, ``confidence_r`` is the Pearson R over
+    each measuring section's held cells, averaged over the sections weighted by their held cells
+    (NaN when no measuring section is at hand or the gene is constant there), and
+    ``confidence_cells`` the held cells compared. A gene reads out well in other sections only
+    when it also reads out well here; a low R flags a gene the embedding does not predict."""
+    knn = KnnReadout(model, neighbors, chunk_size, targets)
+    data = knn.sources
+    model_method = "product" if method == "product" else "decoder"
+    names = dict(zip(range(len(model.section_names)), model.section_names))
+    r_sum, n_sum = np.zeros(len(pos)), np.zeros(len(pos))
+    weights: dict = {}
+    model_in: dict = {}
+    for g0 in range(0, len(pos), gene_chunk_size):
+        gpos = pos[g0:g0 + gene_chunk_size]
+        for group, cols in knn.groups(gpos).items():
+            if not group:
+                continue
+            vals = knn.values(gpos[cols], group)  # all cells of the group's sections, stacked
+            starts = np.concatenate([[0], np.cumsum([data[j].n_obs for j in group])])
+            train = np.concatenate([starts[i] + data[j].train_idx for i, j in enumerate(group)])
+            for i, j in enumerate(group):
+                held = data[j].val_idx
+                if len(held) < 3:
+                    continue
+                truth = vals[starts[i] + held].toarray()
+                preds = []
+                if method in ("knn", "blend"):
+                    if (group, j) not in weights:
+                        src_z = np.concatenate([knn.embedding(u) for u in group])[train]
+                        k = min(knn.k, len(train))
+                        idx = neighbors_in(src_z, knn.embedding(j)[held], k)
+                        weights[(group, j)] = sp.csr_matrix(
+                            (np.full(idx.size, 1.0 / k, dtype=np.float32), idx.ravel(),
+                             np.arange(0, idx.size + 1, k)), shape=(len(held), len(train)))
+                    preds.append(np.asarray((weights[(group, j)] @ vals[train]).todense(), dtype=np.float32))
+                if method != "knn":
+                    t = Target(j, names[j], data[j], None)
+                    if j not in model_in:
+                        model_in[j] = _readout_input(model, t, model_method, neighbors, chunk_size)
+                    bias = _offsets(model, t, gpos[cols]) if model_method == "decoder" else None
+                    h = model_in[j][torch.as_tensor(held, dtype=torch.long, device=model_in[j].device)]
+                    preds.append(_model_rows(model, h, bias, gpos[cols], model_method))
+                r = pearson_columns(truth.astype(np.float64), np.mean(preds, axis=0).astype(np.float64))
+                ok = np.isfinite(r)
+                at = g0 + cols[ok]
+                r_sum[at] += r[ok] * len(held)
+                n_sum[at] += len(held)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.where(n_sum > 0, r_sum / np.where(n_sum > 0, n_sum, 1.0), np.nan)
+    return pd.DataFrame({"confidence_r": conf.astype(np.float32), "confidence_cells": n_sum.astype(np.int64)})
+
+
 def _frames(model: FuseMap, targets: Sequence[Target], names: list[str], pos: np.ndarray, method: str,
             neighbors: int):
     obs = []
@@ -385,7 +458,7 @@ def is_imputed_store(path: Path) -> bool:
 def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str = DEFAULT_METHOD,
            neighbors: int = DEFAULT_NEIGHBORS, chunk_size: int = 4096, gene_chunk_size: int = 2048,
            section_key: str | None = None, out: str | os.PathLike | None = None,
-           overwrite: bool = False) -> ad.AnnData:
+           overwrite: bool = False, confidence: bool = True) -> ad.AnnData:
     """Impute the expression of any gene of the model's vocabulary in sections the model knows.
 
     Every gene measured in some section of the model (reference or mapped query) can be read out
@@ -430,6 +503,11 @@ def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str =
     overwrite
         Replace an existing file at ``out``; only a file :func:`impute` wrote is ever replaced,
         and never an input.
+    confidence
+        Score each gene where it was measured (:func:`gene_confidence`): ``var['confidence_r']``
+        is the Pearson R between the read-out and the measured values on the held-out cells of
+        the sections that measured it, ``var['confidence_cells']`` the cells compared. Genes with
+        a low R (e.g. below 0.2) are not predicted by the embedding; do not trust them elsewhere.
 
     Returns
     -------
@@ -438,8 +516,10 @@ def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str =
         normalised counts divided by the section's per-gene standard deviation, the scale the
         model reconstructs, not counts. The sections'
         cells in the model's section order, with their ``obs`` (plus ``obs['section']``),
-        ``obsm['spatial']``, ``var['measured_in']`` (which of the imputed sections measured each
-        gene) and ``uns['fusemap_imputation']`` (method and settings).
+        ``obsm['spatial']`` (when every imputed section has coordinates), ``var['measured_in']``
+        (which of the imputed sections measured each gene), ``var['confidence_r']`` and
+        ``var['confidence_cells']`` (with ``confidence``) and ``uns['fusemap_imputation']``
+        (method and settings).
 
     Raises
     ------
@@ -459,6 +539,7 @@ def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str =
     >>> imputed.shape  # all cells of the three sections x 2 genes
     (1500, 2)
     >>> imputed.var["measured_in"]  # doctest: +SKIP
+    >>> trusted = imputed.var_names[imputed.var["confidence_r"] > 0.3]  # doctest: +SKIP
 
     One section, every gene, streamed to a file:
 
@@ -472,6 +553,10 @@ def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str =
         out = check_target(out, overwrite=overwrite, inputs=paths_of(data), flag="out", is_ours=is_imputed_h5ad)
     targets = resolve_targets(model, data, section_key)
     obs, var, uns, spatial = _frames(model, targets, names, pos, method, neighbors)
+    if confidence:
+        conf = gene_confidence(model, targets, pos, method, neighbors, chunk_size, gene_chunk_size)
+        for col in conf:
+            var[col] = conf[col].to_numpy()
     blocks = iter_impute(model, targets, pos, method, chunk_size, gene_chunk_size, neighbors)
     if out is not None:
         write_streamed(out, obs, var, uns, spatial, blocks)

@@ -34,7 +34,7 @@ from .novelty import NOVELTY_CLUSTER_COLUMN, NOVELTY_COLUMN, novelty_scores
 from .model import FuseMap, SectionEmbedding, prepare_sections, resolve_device, seeded
 from .progress import ensure_log_handler
 from .training import FixedSections, Trainer
-from .validation import check_panels_form, resolve_panels, validate, warn_zero_genes
+from .validation import check_panels_form, coordinate_free, resolve_panels, validate, warn_zero_genes
 
 log = logging.getLogger("fusemap")
 
@@ -107,7 +107,7 @@ def _check_overrides(overrides: dict) -> None:
 
 
 def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str,
-                 panels: Sequence[Sequence[str]] | None = None) -> list[str]:
+                 panels: Sequence[Sequence[str]] | None = None, no_coordinates: Sequence[str] = ()) -> list[str]:
     """Validate query sections one by one (each only needs genes in common with the reference)."""
     problems, issued = [], []
     clash = [n for n in query.names if n in set(ref.section_names)]
@@ -119,7 +119,8 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str,
     single = cfg.with_overrides(adversarial=False)  # one section at a time: no 'nothing to align' warning
     for i, (name, adata) in enumerate(query.items()):
         try:
-            issued += validate(SectionSet([name], [adata]), single, spatial_key=spatial_key)
+            issued += validate(SectionSet([name], [adata]), single, spatial_key=spatial_key,
+                               no_coordinates=no_coordinates)
         except FuseMapInputError as exc:
             problems.append(str(exc).split(":\n  - ", 1)[-1])
             continue
@@ -147,7 +148,8 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str,
 def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, reference: Any = None,
               spatial_key: str | None = None, checkpoint_dir: str | os.PathLike | None = None,
               resume: bool = True, write: bool = True, panels: Mapping[str, Sequence[str]] | None = None,
-              callback: Callable[[dict], Any] | None = None, **overrides: Any) -> FuseMap:
+              callback: Callable[[dict], Any] | None = None, no_coordinates: Sequence[str] | None = None,
+              **overrides: Any) -> FuseMap:
     """Map new sections onto a trained reference without changing the reference.
 
     New encoders are trained for the query sections (and new gene-embedding columns for genes
@@ -187,6 +189,10 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
         Query section name -> the genes it measured (as for :class:`~fusemap.FuseMap`).
     callback
         Called after every epoch with one dict (as for :meth:`FuseMap.train`).
+    no_coordinates
+        Query sections to map without coordinates, such as a single-cell reference (sections
+        without ``obsm[spatial_key]`` are mapped so anyway); as for :class:`~fusemap.FuseMap`,
+        they stay out of the spatial-embedding alignment.
     **overrides
         Training options only (fields of :class:`~fusemap.TrainConfig`: ``max_epochs``,
         ``seed``, ``batch_size``, ``lr``, ``device`` ...). Architecture, preprocessing and graph
@@ -234,19 +240,21 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
     qsec = read_sections(query, section_key, argname="query")
     case = ref.vocabulary.gene_case
     qpanels = resolve_panels(panels, qsec, case)
-    issued = _check_query(ref, qsec, cfg, spatial_key, qpanels)
+    free = coordinate_free(qsec, spatial_key, no_coordinates)
+    issued = _check_query(ref, qsec, cfg, spatial_key, qpanels, free)
     issued += warn_zero_genes(qsec, qpanels, cfg.preprocess.layer, case)
     device = resolve_device(cfg.train.device)
 
     symbols = qpanels or [list(map(str, a.var_names)) for a in qsec.adatas]
     vocab = ref.vocabulary.extended([str(g) for p in symbols for g in p])
-    qdata, qinfo = prepare_sections(qsec, vocab, cfg, spatial_key, qpanels)
+    qdata, qinfo = prepare_sections(qsec, vocab, cfg, spatial_key, qpanels, free)
     for info in qinfo:
         info["role"] = "query"
     ref_emb = ref.embeddings()
     fixed = FixedSections([ref_emb[n].cell for n in ref.section_names],
                           [ref_emb[n].spatial for n in ref.section_names], first_label=len(qdata),
-                          names=list(ref.section_names))
+                          names=list(ref.section_names),
+                          coordinates=[n not in set(ref.no_coordinates) for n in ref.section_names])
 
     with seeded(cfg.train.seed, device):
         core = copy.deepcopy(ref.module).to(device)

@@ -86,7 +86,9 @@ def integration_check(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seed
                       max_cells: int = DIAGNOSTIC_MAX_CELLS) -> dict | None:
     """How many sections share each Leiden cluster of the pooled cell and spatial embeddings.
 
-    ``embeddings[name] = (cell, spatial)``. Returns per embedding ``n_clusters``,
+    ``embeddings[name] = (cell, spatial)``; ``spatial`` None for a section without coordinates,
+    which is left out of the spatial check (skipped when fewer than two sections remain). Returns
+    per embedding ``n_clusters``,
     ``shared_cell_fraction`` (cells in clusters holding every section, :func:`shared_clusters`),
     ``n_single_section_clusters`` and ``single_section_cluster_fraction``
     (:func:`confined_clusters`), plus ``n_cells_used``, ``seconds``, ``sentence`` and ``warning``
@@ -103,12 +105,18 @@ def integration_check(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seed
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(sections), max_cells, replace=False)) if len(sections) > max_cells else None
     out: dict = {"sections": names, "n_cells_used": int(len(sections) if keep is None else len(keep))}
+    # a section without coordinates (spatial embedding None) is left out of the spatial check
+    spatial_names = [n for n in names if embeddings[n][1] is not None]
+    labels = ("cell", "spatial") if len(spatial_names) >= 2 else ("cell",)
     confined_in = []
-    for part, label in enumerate(("cell", "spatial")):
+    for part, label in enumerate(labels):
         t0 = time.perf_counter()
-        z = np.concatenate([np.asarray(embeddings[n][part], dtype=np.float32) for n in names])
-        sec = sections if keep is None else sections[keep]
-        lab = leiden_labels(z if keep is None else z[keep], DIAGNOSTIC_RESOLUTION[label], seed)
+        use = np.isin(sections, [names.index(n) for n in (names if label == "cell" else spatial_names)])
+        pos = np.flatnonzero(use) if keep is None else keep[use[keep]]  # pooled cells checked
+        z = np.concatenate([np.asarray(embeddings[names[i]][part], dtype=np.float32)
+                            for i in np.unique(sections[use])])[(np.cumsum(use) - 1)[pos]]
+        sec = sections[pos]
+        lab = leiden_labels(z, DIAGNOSTIC_RESOLUTION[label], seed)
         share, _ = shared_clusters(lab, sec)
         confined = confined_clusters(lab, sec)
         out[label] = {"n_clusters": int(len(confined)), "shared_cell_fraction": round(float(share), 4),
@@ -122,7 +130,9 @@ def integration_check(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seed
         f"{out[label]['n_clusters']} Leiden clusters hold more than one section, "
         f"{100 * out[label]['shared_cell_fraction']:.0f} % of the cells are in clusters holding every "
         f"section, {out[label]['n_single_section_clusters']} cluster(s) belong to one section only"
-        for label in ("cell", "spatial")) + f" ({len(names)} sections)."
+        for label in labels) + f" ({len(names)} sections" + (
+        f"; the spatial embedding is checked over the {len(spatial_names)} with coordinates"
+        if len(spatial_names) < len(names) else "") + ")."
     out["warning"] = "" if not confined_in else (
         f"the sections did not mix: in the {' and '.join(confined_in)} embedding(s) most Leiden clusters "
         f"({', '.join(str(out[k]['n_single_section_clusters']) + ' of ' + str(out[k]['n_clusters']) for k in confined_in)}) "

@@ -44,7 +44,8 @@ from .io.sectionset import SectionSet
 from .sampler import SectionData
 from .progress import ensure_log_handler
 from .training import Trainer, TrainState
-from .validation import check_panels_form, expression_matrix, resolve_panels, validate, warn_zero_genes
+from .validation import (check_panels_form, coordinate_free, expression_matrix, resolve_panels, validate,
+                         warn_zero_genes)
 from .vocabulary import GeneVocabulary
 
 log = logging.getLogger("fusemap")
@@ -90,39 +91,51 @@ def _split_train_val(n: int, fraction: float, rng: np.random.Generator) -> tuple
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def _graphs(sections: SectionSet, cfg: FuseMapConfig, spatial_key: str) -> list[sp.csr_matrix]:
-    """Connectivity matrix of every section: the parent's graph when given, else squidpy's per section."""
+def _graphs(sections: SectionSet, cfg: FuseMapConfig, spatial_key: str,
+            no_coordinates: Sequence[str] = ()) -> list[sp.csr_matrix]:
+    """Connectivity matrix of every section: the parent's graph when given, else squidpy's per section;
+    an empty one (no edges) for sections without coordinates."""
     gcfg = cfg.graph
     parent = sections.parent
+    free = set(no_coordinates)
     if parent is not None and GRAPH_CONNECTIVITIES in parent.obsp and not gcfg.rebuild:
         conn = sp.csr_matrix(parent.obsp[GRAPH_CONNECTIVITIES])
-        return [conn[rows][:, rows] for rows in sections.parent_rows]
+        return [sp.csr_matrix((len(rows), len(rows))) if name in free else conn[rows][:, rows]
+                for name, rows in zip(sections.names, sections.parent_rows)]
     out = []
     for name, adata in sections.items():
+        if name in free:
+            out.append(sp.csr_matrix((adata.n_obs, adata.n_obs), dtype=np.float32))
+            continue
         try:
             ensure_graph(adata, gcfg, spatial_key=spatial_key)
         except FuseMapInputError as exc:
             raise FuseMapInputError(f"section {name!r}: {exc}") from exc
         out.append(sp.csr_matrix(adata.obsp[GRAPH_CONNECTIVITIES]))
-    if parent is not None:  # store the per-section graphs in the parent, in its cell order
+    spatial = [a for n, a in sections.items() if n not in free]
+    if parent is not None and spatial:  # store the per-section graphs in the parent, in its cell order
         order = np.concatenate(sections.parent_rows)
         inv = np.argsort(order)
         for key in (GRAPH_CONNECTIVITIES, GRAPH_DISTANCES):
-            block = sp.block_diag([sp.csr_matrix(a.obsp[key]) for a in sections.adatas], format="csr")
+            block = sp.block_diag([sp.csr_matrix(a.obsp[key]) if n not in free else sp.csr_matrix((a.n_obs, a.n_obs))
+                                   for n, a in sections.items()], format="csr")
             parent.obsp[key] = block[inv][:, inv]
-        parent.uns["spatial_neighbors"] = dict(sections.adatas[0].uns["spatial_neighbors"])
+        parent.uns["spatial_neighbors"] = dict(spatial[0].uns["spatial_neighbors"])
         parent.uns["spatial_neighbors"]["params"] = dict(parent.uns["spatial_neighbors"].get("params", {}))
         parent.uns["spatial_neighbors"]["params"]["library_key"] = sections.section_key
     return out
 
 
 def prepare_sections(sections: SectionSet, vocabulary: GeneVocabulary, cfg: FuseMapConfig,
-                     spatial_key: str = SPATIAL_KEY, panels: Sequence[Sequence[str]] | None = None
-                     ) -> tuple[list[SectionData], list[dict]]:
-    """Preprocess expression, build graphs and split cells; ``panels`` fixes each section's gene order."""
+                     spatial_key: str = SPATIAL_KEY, panels: Sequence[Sequence[str]] | None = None,
+                     no_coordinates: Sequence[str] = ()) -> tuple[list[SectionData], list[dict]]:
+    """Preprocess expression, build graphs and split cells; ``panels`` fixes each section's gene order.
+
+    Sections in ``no_coordinates`` get the identity as graph (each cell its own only neighbour)."""
     pp = cfg.preprocess
     rng = np.random.default_rng(cfg.train.seed)
-    conns = _graphs(sections, cfg, spatial_key)
+    free = set(no_coordinates)
+    conns = _graphs(sections, cfg, spatial_key, no_coordinates)
     out, info = [], []
     for i, (name, adata) in enumerate(sections.items()):
         m = expression_matrix(adata, pp.layer, f"section {name!r}")
@@ -134,15 +147,18 @@ def prepare_sections(sections: SectionSet, vocabulary: GeneVocabulary, cfg: Fuse
             symbols = list(map(str, adata.var_names))
         # in memory, or a block of rows at a time into memory-mapped files for on-disk input
         x, stats = preprocess_matrix(m, normalized=pp.normalized, target_sum=pp.target_sum, clip=pp.clip)
-        coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
-        a_hat = gcn_normalize(adjacency(conns[i], coords, cfg.graph.max_edge_length))
-        check_graph(a_hat, name, cfg.graph)
+        if name in free:  # no coordinates: Â = I
+            a_hat = gcn_normalize(conns[i])
+        else:
+            coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
+            a_hat = gcn_normalize(adjacency(conns[i], coords, cfg.graph.max_edge_length))
+            check_graph(a_hat, name, cfg.graph)
         tr, va = _split_train_val(adata.n_obs, cfg.train.val_fraction, rng)
         genes = vocabulary.index_of(symbols)
-        out.append(SectionData(name, x, a_hat, genes, tr, va))
+        out.append(SectionData(name, x, a_hat, genes, tr, va, coordinates=name not in free))
         info.append({"name": name, "n_obs": int(adata.n_obs), "genes": symbols,
                      "target_sum": stats.target_sum, "empty_cells": stats.n_empty_cells,
-                     **graph_summary(a_hat)})
+                     **graph_summary(a_hat), "coordinates": name not in free})
         if stats.n_empty_cells:
             log.warning("section %r: %d cell(s) have no counts; they keep an all-zero profile",
                         name, stats.n_empty_cells)
@@ -175,6 +191,13 @@ class FuseMap:
     panels
         Section name -> the genes that section measured, for tables joining sections with
         different panels; a named section's other genes are unmeasured there (never zeros).
+    no_coordinates
+        Names of sections to use without coordinates, such as a dissociated single-cell reference
+        (sections without ``obsm[spatial_key]`` are used so anyway). Each cell is its own only
+        graph neighbour, so the section's spatial embedding is a function of its cell embedding;
+        it is left out of the spatial-embedding discriminator and MMD (its isolated cells would
+        pull the niches of real tissue toward single cells), but is aligned through the cell
+        embedding and reconstructed like any section.
     **overrides
         Single configuration fields by name, e.g. ``n_latent=32, max_epochs=100, seed=1``.
 
@@ -185,8 +208,9 @@ class FuseMap:
     section_names
         Section names in model order.
     section_info
-        Per section: name, cell count, panel, graph summary and role (``'reference'`` or
-        ``'query'`` for sections added by :func:`fusemap.map_query`).
+        Per section: name, cell count, panel, graph summary, ``coordinates`` (False for a
+        section used without coordinates) and role (``'reference'`` or ``'query'`` for sections
+        added by :func:`fusemap.map_query`).
     vocabulary
         The gene vocabulary (union of the panels, first spelling met).
     history
@@ -215,19 +239,23 @@ class FuseMap:
 
     def __init__(self, data: Any, section_key: str | None = None, config: FuseMapConfig | dict | None = None,
                  *, spatial_key: str = SPATIAL_KEY, panels: Mapping[str, Sequence[str]] | None = None,
-                 **overrides: Any):
+                 no_coordinates: Sequence[str] | None = None, **overrides: Any):
         config = make_config(config, **overrides)
         check_panels_form(panels)
         ensure_log_handler()  # INFO messages from reading on (e.g. genes left out) are shown
         sections = read_sections(data, section_key)
-        issued = validate(sections, config, spatial_key=spatial_key)
+        free = coordinate_free(sections, spatial_key, no_coordinates)
+        if free:
+            log.info("section(s) %s have no coordinates: each cell is its own only graph neighbour, and they "
+                     "stay out of the spatial-embedding alignment", free)
+        issued = validate(sections, config, spatial_key=spatial_key, no_coordinates=free)
         case = config.preprocess.gene_case
         panel_lists = resolve_panels(panels, sections, case)
         issued += warn_zero_genes(sections, panel_lists, config.preprocess.layer, case)
         vocabulary = GeneVocabulary.from_panels(
             panel_lists or [list(map(str, a.var_names)) for a in sections.adatas], case)
         device = resolve_device(config.train.device)
-        data_, info = prepare_sections(sections, vocabulary, config, spatial_key, panel_lists)
+        data_, info = prepare_sections(sections, vocabulary, config, spatial_key, panel_lists, free)
         for i in info:  # sections trained together; map_query adds role 'query'
             i["role"] = "reference"
         with seeded(config.train.seed, device):
@@ -269,6 +297,12 @@ class FuseMap:
     def spatial_key(self) -> str:
         """obsm key of the cell coordinates the model was set up with (saved with the model)."""
         return self.setup["spatial_key"]
+
+    @property
+    def no_coordinates(self) -> list[str]:
+        """Sections used without coordinates (``section_info[i]['coordinates']`` is False; saved
+        with the model): their spatial embedding is a function of their cell embedding alone."""
+        return [s["name"] for s in self.section_info if not s.get("coordinates", True)]
 
     # -- training -------------------------------------------------------------------------------
     def train(self, checkpoint_dir: str | os.PathLike | None = None, resume: bool = True,
@@ -350,7 +384,9 @@ class FuseMap:
         if not is_main_process() or self.train_state is None or not self.data:
             return None
         embs = self.embeddings()
-        out = integration_check({n: (e.cell, e.spatial) for n, e in embs.items()}, seed=self.config.train.seed)
+        free = set(self.no_coordinates)
+        out = integration_check({n: (e.cell, None if n in free else e.spatial) for n, e in embs.items()},
+                                seed=self.config.train.seed)
         self.train_state.mixing = out
         if out:
             log.info("%s", out["sentence"])
@@ -471,7 +507,8 @@ class FuseMap:
         dict
             Package version, sections and cell counts, gene count, embedding keys, device, epochs
             per phase and whether each stopped early, training seconds, the adversarial weight,
-            final validation loss, model directory, and the configuration and balance summary as
+            final validation loss, model directory, and the configuration, balance summary and
+            sections without coordinates (``no_coordinates_json``, read by :mod:`fusemap.tl`) as
             JSON strings.
 
         Examples
@@ -505,6 +542,7 @@ class FuseMap:
             "mixing_warning": str(((st.mixing if st else None) or {}).get("warning", "")),
             "novelty_json": json.dumps(st.novelty if st else None),
             "novelty_summary": str(((st.novelty if st else None) or {}).get("sentence", "")),
+            "no_coordinates_json": json.dumps(self.no_coordinates),
         }
 
     def write(self) -> None:
@@ -695,7 +733,8 @@ class FuseMap:
         >>> model = fusemap.FuseMap.load("atlas_model").attach(sections)  # doctest: +SKIP
         """
         sections = read_sections(data, self.setup.get("section_key") if section_key is None else section_key)
-        self.warnings = validate(sections, self.config, spatial_key=self.spatial_key)
+        self.warnings = validate(sections, self.config, spatial_key=self.spatial_key,
+                                 no_coordinates=self.no_coordinates)
         known = {n: i for i, n in enumerate(self.section_names)}
         unknown = [n for n in sections.names if n not in known]
         missing = [n for n in self.section_names if n not in set(sections.names)]
@@ -722,7 +761,8 @@ class FuseMap:
                     "section as it was given to training."
                 )
         self.sections = sections
-        self.data, _ = prepare_sections(sections, self.vocabulary, self.config, self.spatial_key, panels)
+        self.data, _ = prepare_sections(sections, self.vocabulary, self.config, self.spatial_key, panels,
+                                        self.no_coordinates)
         self._embeddings = None
         return self
 

@@ -34,6 +34,7 @@ class SectionData:
     genes: np.ndarray  # vocabulary position of each panel gene
     train_idx: np.ndarray
     val_idx: np.ndarray
+    coordinates: bool = True  # False: a section without coordinates (Â = I), kept out of the spatial alignment
 
     @property
     def n_obs(self) -> int:

@@ -70,6 +70,7 @@ class FixedSections:
     first_label: int
     weights: list[np.ndarray] | None = None
     names: list[str] | None = None
+    coordinates: list[bool] | None = None  # False: a section without coordinates (no spatial alignment)
 
     def sample(self, rng: np.random.Generator, n: int, device: torch.device, weighted: bool):
         zc, zt, lab, w = [], [], [], []
@@ -82,6 +83,24 @@ class FixedSections:
                 w.append(self.weights[i][idx])
         to = lambda a: torch.from_numpy(np.ascontiguousarray(np.concatenate(a))).to(device)  # noqa: E731
         return to(zc).float(), to(zt).float(), to(lab), (to(w).float() if w else None)
+
+
+def spatial_classes(sections: Sequence[SectionData], fixed: FixedSections | None, device: torch.device):
+    """For the spatial discriminator: whether each section label has coordinates, its label among
+    those that do, and their logit columns. None when every section has coordinates, or none has
+    (then the spatial embeddings are functions of the cell embeddings and are aligned as such)."""
+    has = [s.coordinates for s in sections]
+    if fixed is not None:
+        has += list(fixed.coordinates or [True] * len(fixed.cell))
+    if all(has) or not any(has):
+        return None
+    has_t = torch.tensor(has, dtype=torch.bool, device=device)
+    label = torch.cumsum(has_t.long(), 0) - 1
+    return has_t, label, torch.nonzero(has_t).flatten()
+
+
+def _columns(logits: torch.Tensor, cols: torch.Tensor | None) -> torch.Tensor:
+    return logits if cols is None else logits[:, cols]
 
 
 def fingerprint(cfg: FuseMapConfig, sections: Sequence[SectionData]) -> str:
@@ -168,6 +187,16 @@ class Trainer:
         self.bf16 = use_bf16(self.t.precision, device)
         if fixed is not None and self._fingerprint is not None:
             self._fingerprint += "+fixed:" + ",".join(str(len(c)) for c in fixed.cell)
+        self._spatial = spatial_classes(self.sections, fixed, device)
+
+    def _spatial_rows(self, z: torch.Tensor, sec: torch.Tensor, w: torch.Tensor | None):
+        """The discriminator rows of sections with coordinates, labels renumbered over those sections:
+        the spatial discriminator and MMD see only them (all rows when every section has coordinates)."""
+        if self._spatial is None:
+            return z, sec, w, None
+        has, label, cols = self._spatial
+        keep = has[sec]
+        return z[keep], label[sec[keep]], None if w is None else w[keep], cols
 
     # -- checkpoints -----------------------------------------------------------------------------
     @property
@@ -264,8 +293,9 @@ class Trainer:
                     dz_c, dz_t, d_sec = torch.cat([dz_c, fz_c]), torch.cat([dz_t, fz_t]), torch.cat([d_sec, f_sec])
                     if w is not None:
                         d_w = torch.cat([w, f_w if f_w is not None else torch.ones(len(f_sec), device=w.device)])
+                sz_t, s_sec, s_w, cols = self._spatial_rows(dz_t, d_sec, d_w)
                 d_loss = (discriminator_loss(m.disc_cell(dz_c), d_sec, d_w)
-                          + discriminator_loss(m.disc_spatial(dz_t), d_sec, d_w))
+                          + discriminator_loss(_columns(m.disc_spatial(sz_t), cols), s_sec, s_w))
                 self.opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 self.dist.sync_gradients(m.discriminator_parameters())
@@ -274,7 +304,8 @@ class Trainer:
                 for p in m.discriminator_parameters():
                     p.requires_grad_(False)
                 adv_c = adversarial_loss(m.disc_cell(out.z_cell), out.sections, self.t.adversarial_loss, w)
-                adv_t = adversarial_loss(m.disc_spatial(out.z_spatial), out.sections, self.t.adversarial_loss, w)
+                oz_t, o_sec, o_w, _ = self._spatial_rows(out.z_spatial, out.sections, w)
+                adv_t = adversarial_loss(_columns(m.disc_spatial(oz_t), cols), o_sec, self.t.adversarial_loss, o_w)
                 for p in m.discriminator_parameters():
                     p.requires_grad_(True)
                 adv = adv_c + adv_t
@@ -288,7 +319,8 @@ class Trainer:
                     mz_c, mz_t = out.z_cell, out.z_spatial
                     if self.fixed is not None:
                         mz_c, mz_t = torch.cat([out.z_cell, fz_c]), torch.cat([out.z_spatial, fz_t])
-                    mmd = mmd_loss(mz_c, d_sec, d_w) + mmd_loss(mz_t, d_sec, d_w)
+                    mz_t, m_sec, m_w, _ = self._spatial_rows(mz_t, d_sec, d_w)
+                    mmd = mmd_loss(mz_c, d_sec, d_w) + mmd_loss(mz_t, m_sec, m_w)
                     loss = loss + self.t.mmd_weight * mmd
                     logs["mmd"] = mmd.detach()
                 logs.update(disc=d_loss.detach(), adv_cell=adv_c.detach(), adv_spatial=adv_t.detach())

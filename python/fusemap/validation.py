@@ -115,10 +115,38 @@ def _counts_maximum(m) -> float | None:
     return top if whole and top > COUNTS_LIKE_MAX else None
 
 
+def coordinate_free(sections: SectionSet, spatial_key: str = SPATIAL_KEY, no_coordinates: Any = None,
+                    argname: str = "no_coordinates") -> list[str]:
+    """Names of the sections used without coordinates (single-cell references): those named in
+    ``no_coordinates`` and those without ``obsm[spatial_key]``, in section order.
+
+    Such a section's graph is the identity (each cell its own only neighbour), so its spatial
+    embedding is a function of its cell embedding alone; it stays out of the spatial-embedding
+    discriminator and MMD."""
+    if no_coordinates is None:
+        named: list[str] = []
+    elif isinstance(no_coordinates, str):
+        named = [no_coordinates]
+    elif isinstance(no_coordinates, (Sequence, set, frozenset, np.ndarray, pd.Index)) \
+            and all(isinstance(n, str) for n in no_coordinates):
+        named = list(no_coordinates)
+    else:
+        raise FuseMapInputError(
+            f"{argname}: expected a list of section names; found {type(no_coordinates).__name__}. Example: "
+            f"{argname}=['scrna_reference'].")
+    unknown = [n for n in named if n not in set(sections.names)]
+    if unknown:
+        raise FuseMapInputError(
+            f"{argname}: section(s) {unknown} are not among the sections read ({sections.names}); name "
+            "sections by their names (file names, dict keys or values of section_key).")
+    return [n for n, a in sections.items() if n in set(named) or spatial_key not in a.obsm]
+
+
 def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = SPATIAL_KEY,
-             need_spatial: bool = True) -> list[str]:
+             need_spatial: bool = True, no_coordinates: Sequence[str] = ()) -> list[str]:
     """Validate all sections; raise one :class:`FuseMapInputError` listing every problem.
 
+    Sections in ``no_coordinates`` (see :func:`coordinate_free`) are not checked for coordinates.
     Returns the warnings issued (so callers and tests can inspect them).
     """
     pp = config.preprocess
@@ -165,7 +193,7 @@ def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = 
                 "adata.obs_names_make_unique()."
             )
         # coordinates
-        if need_spatial:
+        if need_spatial and name not in set(no_coordinates):
             if spatial_key not in adata.obsm:
                 problems.append(
                     f"{where}: obsm[{spatial_key!r}] is missing; put each cell's 2-D coordinates "
@@ -220,6 +248,12 @@ def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = 
         msg = (f"normalized=True, but section(s) {', '.join(counts_like)} hold whole numbers far above "
                "log-normalised values (raw counts?). They are used as given; drop normalized=True if "
                "they are counts, so fusemap normalises them.")
+        warnings.warn(msg, FuseMapWarning, stacklevel=3)
+        issued.append(msg)
+    if need_spatial and names and set(names) <= set(no_coordinates):
+        msg = (f"no section has coordinates (none holds obsm[{spatial_key!r}], or all are named in "
+               "no_coordinates): the spatial embeddings are functions of the cell embeddings alone. Put "
+               f"coordinates in obsm[{spatial_key!r}] of the spatial sections.")
         warnings.warn(msg, FuseMapWarning, stacklevel=3)
         issued.append(msg)
     if len(names) == 1 and config.train.adversarial:

@@ -50,10 +50,6 @@ def _dup_cells(s):
     s[0].obs_names = names
 
 
-def _no_coords(s):
-    del s[1].obsm["spatial"]
-
-
 def _nan_coords(s):
     s[0].obsm["spatial"][3, 1] = np.nan
 
@@ -83,7 +79,8 @@ CASES = [
     ("duplicate genes", _dup_genes, [], {}, r"more than once.*--gene-case exact",
      r"more than once.*gene_case='exact'"),
     ("duplicate cells", _dup_cells, [], {}, r"duplicate cell name", r"duplicate cell name"),
-    ("missing coordinates", _no_coords, [], {}, r"slice1.*obsm\['spatial'\] is missing", r"obsm\['spatial'\] is missing"),
+    ("unknown section without coordinates", _nothing, ["--no-coordinates", "slice9"], {"no_coordinates": ["slice9"]},
+     r"--no-coordinates: section\(s\) \['slice9'\] are not among", r"no_coordinates: section\(s\) \['slice9'\]"),
     ("NaN coordinates", _nan_coords, [], {}, r"NaN/inf coordinates", r"NaN/inf coordinates"),
     ("3-cell section", _tiny, [], {}, r"slice2' has 3 cell", r"slice2' has 3 cell"),
     ("no shared gene", _no_shared_gene, [], {}, r"slice2' shares no gene", r"slice2' shares no gene"),

@@ -178,10 +178,11 @@ def test_query_name_clash_and_fixed_options(reference, sim3):
 def test_bad_query_input_is_reported_before_training(reference, sim3):
     q = sim3[2].copy()
     q.X = q.X * 0.5
-    del q.obsm["spatial"]
+    q.obsm["spatial"] = np.asarray(q.obsm["spatial"], dtype=float)
+    q.obsm["spatial"][0, 0] = np.nan
     with pytest.raises(FuseMapInputError) as err:
         fusemap.map_query(reference, {"q": q})
-    assert "non-integer" in str(err.value) and "obsm['spatial'] is missing" in str(err.value)
+    assert "non-integer" in str(err.value) and "NaN/inf coordinates" in str(err.value)
 
 
 def test_untrained_reference_is_refused(sim3):

@@ -25,6 +25,7 @@ def in_cli_words(message: str) -> str:
     """Rewrite a library message for command-line users: ``layer='counts'`` -> ``--layer counts``."""
     message = message.replace("normalized=True", "--normalized").replace("resume=False", "--no-resume")
     message = re.sub(r"(?<![\w.-])panels:", "--panels:", message)
+    message = re.sub(r"(?<![\w.-])no_coordinates([:=])", r"--no-coordinates\1", message)
     for key in _VALUE_FLAGS:
         message = re.sub(rf"(?<![\w.-]){key}=(['\"]?)([^'\"\s,;)]*)\1", rf"{FLAGS[key]} \2", message)
     return message
@@ -56,6 +57,13 @@ def add_panels_arg(p: argparse.ArgumentParser) -> None:
                    help="JSON object: section name -> list of the genes it measured, for tables joining "
                         "sections with different panels (genes outside a section's list are unmeasured "
                         "there, never zeros; sections not named keep all their genes)")
+
+
+def add_coordinates_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-coordinates", nargs="+", dest="no_coordinates", metavar="SECTION",
+                   help="sections to use without coordinates, e.g. a single-cell reference (sections without "
+                        "obsm['spatial'] are used so anyway): each cell is its own only neighbour, and the "
+                        "section stays out of the spatial-embedding alignment")
 
 
 def read_panels(path: str | None) -> dict | None:

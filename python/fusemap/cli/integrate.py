@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from ..io.files import OutputDir
-from ._common import (add_data_args, add_graph_args, add_output_args, add_panels_arg, add_store_args,
+from ._common import (add_coordinates_arg, add_data_args, add_graph_args, add_output_args, add_panels_arg, add_store_args,
                       add_training_args, overrides, paths, read_panels, store_options, summary_lines)
 
 
 def run_integrate(inputs: Any, out, *, section_key: str | None = None, overwrite: bool = False,
                   figures: bool = True, in_place: bool = False, backed: bool = False, table=None,
                   coordinate_system: str | None = None, resume: bool = True, panels: dict | None = None,
-                  **config: Any) -> Path | None:
+                  no_coordinates: list[str] | None = None, **config: Any) -> Path | None:
     """Read ``inputs`` once, train, and write each result once into ``out`` (built atomically)."""
     from ..distributed import is_main_process
     from ..io.results import save_sections
@@ -27,7 +27,7 @@ def run_integrate(inputs: Any, out, *, section_key: str | None = None, overwrite
     sections = read_sections(inputs, section_key, table=table, coordinate_system=coordinate_system,
                              backed=backed, argname="SECTION")
     with OutputDir(out, overwrite, inputs=paths(sections.paths), command="integrate") as outdir:
-        model = FuseMap(sections, section_key, panels=panels, **config)
+        model = FuseMap(sections, section_key, panels=panels, no_coordinates=no_coordinates, **config)
         model.train(checkpoint_dir=outdir.path("checkpoint"), resume=resume)
         if not is_main_process():  # data-parallel run under torchrun: rank 0 writes the results
             return None
@@ -42,7 +42,7 @@ def run_integrate(inputs: Any, out, *, section_key: str | None = None, overwrite
             from ..pl.embedding import integration_figures
 
             integration_figures(model.sections.adatas, model.section_names, outdir.path("figures"),
-                                seed=model.config.train.seed)
+                                seed=model.config.train.seed, no_coordinates=model.no_coordinates)
         done = outdir.commit(drop=["checkpoint"])
     for line in summary_lines(model):
         print(f"fusemap integrate: {line}")
@@ -53,7 +53,8 @@ def _integrate(args) -> Path | None:
     panels = read_panels(args.panels)
     return run_integrate(args.sections, args.out, section_key=args.section_key, overwrite=args.overwrite,
                          figures=not args.no_figures, in_place=args.in_place, backed=args.backed,
-                         resume=args.resume, panels=panels, **store_options(args, args.sections), **overrides(args))
+                         resume=args.resume, panels=panels, no_coordinates=args.no_coordinates,
+                         **store_options(args, args.sections), **overrides(args))
 
 
 def _demo(args) -> Path:
@@ -78,6 +79,7 @@ def add_commands(sub) -> None:
     add_output_args(p)
     add_data_args(p)
     add_panels_arg(p)
+    add_coordinates_arg(p)
     p.add_argument("--latent", type=int, help="latent dimensions (default 64)")
     add_graph_args(p)
     p.add_argument("--spatial-mode", choices=["aggregate", "gcn"], dest="spatial_mode")

@@ -33,15 +33,16 @@ from typing import Any, Sequence
 from .._constants import CELL_EMBEDDING, SPATIAL_EMBEDDING
 from ..errors import FuseMapInputError
 from ..io.files import OutputDir, check_target
-from ._common import (add_output_args, add_panels_arg, add_store_args, add_training_args, overrides, paths,
-                      read_panels, split_list, store_options, summary_lines)
+from ._common import (add_coordinates_arg, add_output_args, add_panels_arg, add_store_args, add_training_args,
+                      overrides, paths, read_panels, split_list, store_options, summary_lines)
 
 
 # -- map --------------------------------------------------------------------------------------------------
 def run_map(model: str | os.PathLike, query: Any, out: str | os.PathLike, *, reference: Any = None,
             section_key: str | None = None, overwrite: bool = False, figures: bool = True,
             table: Any = None, coordinate_system: str | None = None, in_place: bool = False,
-            resume: bool = True, panels: dict | None = None, **config: Any) -> Path:
+            resume: bool = True, panels: dict | None = None, no_coordinates: list[str] | None = None,
+            **config: Any) -> Path:
     """The ``map`` job: map ``query`` onto the model in ``model`` and write DIR2."""
     from ..io.results import save_sections
     from ..io.sections import read_sections
@@ -52,7 +53,7 @@ def run_map(model: str | os.PathLike, query: Any, out: str | os.PathLike, *, ref
     queries = read_sections(query, section_key, table=table, coordinate_system=coordinate_system, argname="QUERY")
     with OutputDir(out, overwrite, inputs=paths(model, queries.paths, reference), command="map") as outdir:
         mapped = map_query(model, queries, reference=reference, checkpoint_dir=outdir.path("checkpoint"),
-                           resume=resume, write=False, panels=panels, **config)
+                           resume=resume, write=False, panels=panels, no_coordinates=no_coordinates, **config)
         mapped.save(outdir.path("model"))
         mapped.model_dir = str(Path(out) / "model")
         write_query(mapped, queries)
@@ -65,7 +66,7 @@ def run_map(model: str | os.PathLike, query: Any, out: str | os.PathLike, *, ref
 
             mapped.write()  # embeddings of the reference sections too, in memory only, for the UMAPs
             integration_figures(mapped.sections.adatas, mapped.section_names, outdir.path("figures"),
-                                seed=mapped.config.train.seed)
+                                seed=mapped.config.train.seed, no_coordinates=mapped.no_coordinates)
         done = outdir.commit(drop=["checkpoint"])
     for line in summary_lines(mapped):
         print(f"fusemap map: {line}")
@@ -76,7 +77,8 @@ def _map(args):
     panels = read_panels(args.panels)
     return run_map(args.model, args.query, args.out, reference=args.reference, section_key=args.section_key,
                    overwrite=args.overwrite, figures=not args.no_figures, in_place=args.in_place,
-                   resume=args.resume, panels=panels, **store_options(args, args.query), **overrides(args))
+                   resume=args.resume, panels=panels, no_coordinates=args.no_coordinates,
+                   **store_options(args, args.query), **overrides(args))
 
 
 # -- impute -----------------------------------------------------------------------------------------------
@@ -211,6 +213,7 @@ def add_commands(sub) -> None:
     add_output_args(p)
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
     add_panels_arg(p)
+    add_coordinates_arg(p)
     add_training_args(p)
     add_store_args(p)
     p.set_defaults(handler=_map)

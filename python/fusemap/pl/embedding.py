@@ -24,7 +24,8 @@ def _palette(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def pooled_embedding(sections: Sequence[ad.AnnData], names: Sequence[str], key: str) -> ad.AnnData:
+def pooled_embedding(sections: Sequence[ad.AnnData], names: Sequence[str], key: str,
+                     no_coordinates: Sequence[str] = ()) -> ad.AnnData:
     """One AnnData of all cells holding only ``key`` embeddings, coordinates and labels."""
     parts = []
     for name, a in zip(names, sections):
@@ -34,7 +35,10 @@ def pooled_embedding(sections: Sequence[ad.AnnData], names: Sequence[str], key: 
                 obs[col] = a.obs[col].astype(str).to_numpy()
         p = ad.AnnData(np.zeros((a.n_obs, 0), dtype=np.float32), obs=obs)
         p.obsm["emb"] = np.asarray(a.obsm[key], dtype=np.float32)
-        p.obsm[SPATIAL_KEY] = np.asarray(a.obsm[SPATIAL_KEY], dtype=np.float32)
+        # a section without coordinates gets NaN ones: it is left out of the figures on the tissue
+        p.obsm[SPATIAL_KEY] = (np.asarray(a.obsm[SPATIAL_KEY], dtype=np.float32)[:, :2]
+                               if SPATIAL_KEY in a.obsm and name not in set(no_coordinates)
+                               else np.full((a.n_obs, 2), np.nan, dtype=np.float32))
         parts.append(p)
     out = ad.concat(parts, merge="same")
     out.obs[SECTION_COLUMN] = pd.Categorical(out.obs[SECTION_COLUMN], categories=list(names))
@@ -78,7 +82,10 @@ def umap_figure(pooled: ad.AnnData, title: str, colors: Sequence[str]) -> plt.Fi
 
 
 def spatial_figure(pooled: ad.AnnData, color: str, title: str) -> plt.Figure:
-    names = list(pooled.obs[SECTION_COLUMN].cat.categories)
+    """``color`` drawn on the coordinates of every section that has them."""
+    has = pd.Series(np.isfinite(pooled.obsm[SPATIAL_KEY]).all(1)).groupby(
+        np.asarray(pooled.obs[SECTION_COLUMN])).all()
+    names = [n for n in pooled.obs[SECTION_COLUMN].cat.categories if has.get(n, False)]
     n = len(names)
     ncol = min(n, 4)
     nrow = int(np.ceil(n / ncol))
@@ -98,7 +105,7 @@ def spatial_figure(pooled: ad.AnnData, color: str, title: str) -> plt.Figure:
 
 
 def integration_figures(sections: Sequence[ad.AnnData], names: Sequence[str], out_dir: str | Path,
-                        seed: int = 0) -> list[Path]:
+                        seed: int = 0, no_coordinates: Sequence[str] = ()) -> list[Path]:
     """Write the standard figures of an integration as PNGs (what ``fusemap integrate`` draws).
 
     For each embedding: UMAP coloured by section, by Leiden cluster (and by ``cell_type`` /
@@ -118,12 +125,17 @@ def integration_figures(sections: Sequence[ad.AnnData], names: Sequence[str], ou
         Folder the PNGs are written to (created if needed).
     seed
         Seed of the neighbour graphs, Leiden and UMAP.
+    no_coordinates
+        Sections without coordinates (single-cell references; :attr:`FuseMap.no_coordinates`);
+        sections without ``obsm['spatial']`` count as such. They appear in the cell-embedding UMAP
+        only: the spatial embedding and the tissue panels are drawn for the others.
 
     Returns
     -------
     list of pathlib.Path
         ``umap_cell.png``, ``spatial_cell_clusters.png``, ``umap_spatial.png`` and
-        ``spatial_spatial_clusters.png`` in ``out_dir``.
+        ``spatial_spatial_clusters.png`` in ``out_dir`` (the spatial ones only when some
+        section has coordinates).
 
     Examples
     --------
@@ -133,12 +145,19 @@ def integration_figures(sections: Sequence[ad.AnnData], names: Sequence[str], ou
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    free = set(no_coordinates) | {n for n, a in zip(names, sections) if SPATIAL_KEY not in a.obsm}
+    spatial = [(n, a) for n, a in zip(names, sections) if n not in free]
     for key, label in ((CELL_EMBEDDING, "cell"), (SPATIAL_EMBEDDING, "spatial")):
-        pooled = cluster_and_umap(pooled_embedding(sections, names, key), resolution=FIGURE_RESOLUTION[label],
-                                  seed=seed)
+        use = list(zip(names, sections)) if label == "cell" else spatial
+        if not use:
+            continue
+        pooled = cluster_and_umap(pooled_embedding([a for _, a in use], [n for n, _ in use], key, list(free)),
+                                  resolution=FIGURE_RESOLUTION[label], seed=seed)
         line = mixing_line(pooled)
         fig = umap_figure(pooled, f"{label} embedding", [SECTION_COLUMN, "cluster", "cell_type", "region"])
         written.append(_save(fig, out_dir / f"umap_{label}.png", line))
+        if not spatial:
+            continue
         fig = spatial_figure(pooled, "cluster", f"{label} embedding clusters on the tissue")
         written.append(_save(fig, out_dir / f"spatial_{label}_clusters.png", line))
     return written

@@ -50,6 +50,7 @@ def regions_spatial(data: Any, key: str = REGION_KEY, *, spatial_key: str = SPAT
     obs = pd.DataFrame({SECTION_COLUMN: pd.Categorical(pool.section, categories=list(pool.sections.names)),
                         key: pool.obs(key, "key").astype(str).to_numpy()}, index=pool.index)
     frame = ad.AnnData(np.zeros((pool.n_obs, 0), dtype=np.float32), obs=obs)
+    pool.with_coordinates("regions_spatial", spatial_key)  # sections without coordinates are not drawn
     frame.obsm[SPATIAL_KEY] = pool.coordinates(spatial_key).astype(np.float32)
     fig = spatial_figure(frame, key, title or f"{key} on the tissue")
     return finish(fig, save)

@@ -9,7 +9,9 @@ Results are computed on the pooled cells and written back to the objects the use
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,8 +20,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._constants import GENE_EMBEDDING_VARM, SECTION_COLUMN, SPATIAL_KEY
-from ..errors import FuseMapInputError
+from .._constants import GENE_EMBEDDING_VARM, RUN_RECORD, SECTION_COLUMN, SPATIAL_KEY
+from ..errors import FuseMapInputError, FuseMapWarning
 from ..io.sections import read_sections
 from ..io.sectionset import SectionSet
 
@@ -78,11 +80,40 @@ class Pooled:
             )
         return pd.Series(np.concatenate(parts) if parts else [], index=self.index, dtype=object)
 
+    def coordinate_free(self, spatial_key: str = SPATIAL_KEY) -> list[str]:
+        """Sections without coordinates (single-cell references): those without
+        ``obsm[spatial_key]`` and those the integration used without them (run record)."""
+        out = []
+        for name, a in self.sections.items():
+            record = a.uns.get(RUN_RECORD, {})
+            marked = json.loads(record.get("no_coordinates_json", "[]")) if isinstance(record, dict) else []
+            if spatial_key not in a.obsm or name in marked:
+                out.append(name)
+        return out
+
+    def with_coordinates(self, what: str, spatial_key: str = SPATIAL_KEY) -> np.ndarray:
+        """Which pooled cells belong to sections with coordinates; ``what`` (a phrase naming the
+        analysis) leaves the others out with a warning naming them, and fails when none is left."""
+        free = self.coordinate_free(spatial_key)
+        if free and len(free) == len(self.sections):
+            raise FuseMapInputError(
+                f"{what} needs cell coordinates, and no section has them (sections {free[:5]} have no "
+                f"obsm[{spatial_key!r}] or were integrated as single-cell references). Pass sections with "
+                "coordinates, or name their obsm key with spatial_key.")
+        if free:
+            warnings.warn(f"sections {free} have no coordinates (single-cell references); {what} leaves "
+                          "their cells out.", FuseMapWarning, stacklevel=3)
+        return ~np.isin(self.section, free)
+
     def coordinates(self, spatial_key: str = SPATIAL_KEY) -> np.ndarray:
-        out = self.obsm(spatial_key, "spatial_key").astype(np.float64)
-        if out.shape[1] < 2:
-            raise FuseMapInputError(f"spatial_key={spatial_key!r}: coordinates need 2 columns, found {out.shape[1]}.")
-        return out[:, :2]
+        """Coordinates of every pooled cell; NaN for cells of sections without coordinates."""
+        free = set(self.coordinate_free(spatial_key))
+        mats = [np.full((a.n_obs, 2), np.nan) if n in free else np.asarray(a.obsm[spatial_key], dtype=np.float64)
+                for n, a in self.sections.items()]
+        widths = {m.shape[1] for m in mats}
+        if min(widths, default=2) < 2:
+            raise FuseMapInputError(f"spatial_key={spatial_key!r}: coordinates need 2 columns, found {min(widths)}.")
+        return np.concatenate([m[:, :2] for m in mats]) if mats else np.zeros((0, 2))
 
     def write_obs(self, key: str, values: pd.Series | np.ndarray, categorical: bool = True) -> None:
         """Write a pooled per-cell result to ``obs[key]`` of each section (and of the parent AnnData)."""

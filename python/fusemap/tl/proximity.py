@@ -207,7 +207,9 @@ def cell_proximity(data: Any, cell_type_key: str, region_key: str | None = None,
     Raises
     ------
     FuseMapInputError
-        For invalid options, or when no cell carries both labels.
+        For invalid options, when no cell carries both labels, or when no section has
+        coordinates (sections without them, such as single-cell references, are left out with a
+        warning naming them).
 
     Examples
     --------
@@ -229,7 +231,7 @@ def cell_proximity(data: Any, cell_type_key: str, region_key: str | None = None,
     xy = pool.coordinates(spatial_key)
     types = pool.obs(cell_type_key, "cell_type_key")
     regions = pool.obs(region_key, "region_key") if region_key else pd.Series(ALL_CELLS, index=pool.index)
-    keep = labelled(types) & labelled(regions)
+    keep = labelled(types) & labelled(regions) & pool.with_coordinates("cell_proximity", spatial_key)
     if not keep.any():
         raise FuseMapInputError(f"cell_type_key={cell_type_key!r}/region_key={region_key!r}: no cell has both labels.")
     rng = np.random.default_rng(seed)

@@ -194,11 +194,14 @@ def find_regions(data: Any, resolution: float = 0.5, *, n_regions: int | None = 
         regions named ``'0'``, ``'1'``, ... by decreasing size (``'<parent>_<k>'`` with
         ``within``).
 
+    Sections without coordinates (single-cell references) have no tissue: with the spatial
+    embedding their cells get no region (a warning names them).
+
     Raises
     ------
     FuseMapInputError
-        When a section lacks the embedding, ``within`` holds no label, or an option is not
-        positive.
+        When a section lacks the embedding, ``within`` holds no label, an option is not
+        positive, or no section has coordinates.
 
     Examples
     --------
@@ -220,12 +223,15 @@ def find_regions(data: Any, resolution: float = 0.5, *, n_regions: int | None = 
     check_positive(n_neighbors, "n_neighbors", integer=True)
     pool = pooled(data, section_key)
     emb = pool.obsm(key)
+    # tissue regions exist only where there is tissue: sections without coordinates get no region
+    rows = (pool.with_coordinates("find_regions on the spatial embedding") if key == SPATIAL_EMBEDDING
+            else np.ones(pool.n_obs, dtype=bool))
     labels = np.full(pool.n_obs, None, dtype=object)
     if within is None:
-        labels[:] = _cluster(emb, resolution, n_regions, n_neighbors, seed)
+        labels[rows] = _cluster(emb[rows], resolution, n_regions, n_neighbors, seed)
     else:
         parent = pool.obs(within, "within")
-        has = labelled(parent)
+        has = labelled(parent) & rows
         if not has.any():
             raise FuseMapInputError(f"within={within!r}: no cell carries a label in that column.")
         for value in sorted(set(parent[has]), key=str):
