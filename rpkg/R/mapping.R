@@ -190,7 +190,7 @@ setMethod("mapQuery", "ANY", function(x, model, reference = NULL, assay.type = "
 #'   (\code{min.cells}, \code{rare}, \code{holdout}, \code{n.neighbors},
 #'   \code{max.train.cells}, \code{seed}, \code{novelty.threshold}: query
 #'   cells farther from the reference than this share of reference cells are
-#'   \code{"unassigned"}, default 0.99, \code{NULL} assigns every cell).
+#'   \code{"unassigned"}; suggested 0.99; default \code{NULL} assigns every cell).
 #' @return \code{x} with, for each level, \code{colData} columns
 #'   \code{FuseMap_<label>} (predicted class, a factor) and
 #'   \code{FuseMap_<label>_uncertainty}, \code{FuseMap_<labels>_novelty}

@@ -73,7 +73,7 @@ def test_transfer_leaves_novel_cells_unassigned_at_every_level():
     for a in ref:
         a.obs["sub"] = a.obs["cell_type"] + "1"
     query = as_section(q, lab, "q")
-    res = fusemap.transfer_labels(ref, query, "cell_type", hierarchy="sub")
+    res = fusemap.transfer_labels(ref, query, "cell_type", hierarchy="sub", novelty_threshold=0.99)
     pred = query.obs["fusemap_cell_type"].astype(str).to_numpy()
     new = lab == "N"
     assert (pred[new] == "unassigned").mean() > 0.8
@@ -82,8 +82,19 @@ def test_transfer_leaves_novel_cells_unassigned_at_every_level():
     assert (query.obs["fusemap_sub"].astype(str).to_numpy()[pred == "unassigned"] == "unassigned").all()
     assert res.n_unassigned == int((pred == "unassigned").sum()) and res.novelty_threshold == 0.99
     assert query.obs["fusemap_cell_type_novelty"].between(0, 1).all()
-    # None assigns every cell
-    res_all = fusemap.transfer_labels(ref, query, "cell_type", novelty_threshold=None, write=False)
+    # None (the default) assigns every cell
+    res_all = fusemap.transfer_labels(ref, query, "cell_type", write=False)
     assert res_all.n_unassigned == 0 and (res_all.predictions["fusemap_cell_type"] != "unassigned").all()
     with pytest.raises(FuseMapInputError, match="novelty_threshold=1.5"):
         fusemap.transfer_labels(ref, query, "cell_type", novelty_threshold=1.5)
+
+
+def test_a_query_offset_as_a_whole_is_named_in_a_warning():
+    r1, l1 = blobs(400, 1, "ABC")
+    r2, l2 = blobs(400, 2, "ABC")
+    q, lab = blobs(300, 3, "ABC", shift=6.0)  # not aligned: every cell far from the reference
+    ref = [as_section(r1, l1, "r1"), as_section(r2, l2, "r2")]
+    with pytest.warns(fusemap.FuseMapWarning, match=r"not aligned with the reference"):
+        res = fusemap.transfer_labels(ref, as_section(q, lab, "q"), "cell_type", novelty_threshold=0.99,
+                                      write=False)
+    assert res.n_unassigned > 150

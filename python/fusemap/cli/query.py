@@ -143,7 +143,7 @@ def run_transfer(model: str | os.PathLike, reference: Any, query: Any, out: str 
                  min_cells: int = 10, rare: str = "exclude", remap: bool = False, section_key: str | None = None,
                  overwrite: bool = False, seed: int | None = None, table: Any = None,
                  coordinate_system: str | None = None, in_place: bool = False, resume: bool = True,
-                 novelty_threshold: float | None = 0.99, **config: Any) -> Path:
+                 novelty_threshold: float | None = None, **config: Any) -> Path:
     """The ``transfer`` job: map raw query sections first (if needed), then transfer ``labels``."""
     from ..io.results import save_sections
     from ..io.sections import read_sections
@@ -255,10 +255,10 @@ def add_commands(sub) -> None:
     p.add_argument("--min-cells", type=int, default=10, dest="min_cells",
                    help="classes with fewer labelled reference cells are handled by --rare (default 10)")
     p.add_argument("--rare", choices=["exclude", "other"], default="exclude")
-    p.add_argument("--novelty-threshold", type=_threshold, default=0.99, dest="novelty_threshold",
+    p.add_argument("--novelty-threshold", type=_threshold, default=None, dest="novelty_threshold",
                    help="query cells whose novelty against the reference (0-1: the share of reference "
                         "cells closer to the reference) is above this are labelled 'unassigned'; "
-                        "'none' assigns every cell (default 0.99)")
+                        "'none' (default) assigns every cell; 0.99 is the suggested value")
     p.add_argument("--remap", action="store_true", help="map the query even if it holds embeddings")
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
     add_output_args(p, figures=False)
