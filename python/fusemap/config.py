@@ -168,13 +168,13 @@ class TrainConfig:
     """Similarity above which a cluster gets full weight (linear in between)."""
     balance_floor: float = 0.05
     """Smallest balance weight a cell can get (its cluster has no counterpart)."""
-    query_balance: Literal["novelty", "all"] = "novelty"
+    query_balance: Literal["novelty", "all"] = "all"
     """Query mapping: how the balanced phase weights cells. 'novelty': each query cluster by its
     median novelty against the reference (fusemap.novelty; all query sections pooled, so a state the
     reference lacks keeps a low weight even when several query sections share it), and each
     reference cluster by whether the query holds a counterpart; 'all': the integration rule, every
     section's clusters against every other section's."""
-    query_pretrain: Literal["reconstruction", "aligned"] = "reconstruction"
+    query_pretrain: Literal["reconstruction", "aligned"] = "aligned"
     """Query mapping, phase 1: 'reconstruction' trains the query encoders through the frozen
     reference decoder without alignment, so each query cluster lands where its expression puts it
     and the balance weights can tell states the reference lacks (which alignment would already have
