@@ -168,17 +168,21 @@ class TrainConfig:
     """Similarity above which a cluster gets full weight (linear in between)."""
     balance_floor: float = 0.05
     """Smallest balance weight a cell can get (its cluster has no counterpart)."""
-    query_balance: Literal["novelty", "all"] = "all"
+    query_balance: Literal["novelty", "all"] = "novelty"
     """Query mapping: how the balanced phase weights cells. 'novelty': each query cluster by its
     median novelty against the reference (fusemap.novelty; all query sections pooled, so a state the
     reference lacks keeps a low weight even when several query sections share it), and each
     reference cluster by whether the query holds a counterpart; 'all': the integration rule, every
-    section's clusters against every other section's."""
+    section's clusters against every other section's. Xenium, two cell types held out of the
+    reference, the third pseudo-section mapped: with 'novelty' their novelty AUROC was 0.917 (47 %
+    of them above 0.99, none of the other cells) and accuracy on the other cells 0.860; on the
+    STARmap mosaic (BZ14 onto BZ5 + BZ9) transfer accuracy equals that of 'all' (MLP 0.581)."""
     query_pretrain: Literal["reconstruction", "aligned"] = "aligned"
-    """Query mapping, phase 1: 'reconstruction' trains the query encoders through the frozen
-    reference decoder without alignment, so each query cluster lands where its expression puts it
-    and the balance weights can tell states the reference lacks (which alignment would already have
-    pulled onto reference types); 'aligned' aligns from the first epoch, as integration does."""
+    """Query mapping, phase 1: 'aligned' aligns from the first epoch, as integration does;
+    'reconstruction' trains the query encoders through the frozen reference decoder without
+    alignment, so each query cluster lands where its expression puts it. 'reconstruction' lowered
+    transfer accuracy on the STARmap mosaic (MLP 0.525 vs 0.581: the panels differ and the
+    unaligned query looked new as a whole), so it is opt-in."""
     mmd_weight: float = 20.0
     """Weight of a maximum mean discrepancy between sections on both embeddings, beside the
     discriminators (fusemap.module.mmd_loss); 0 leaves alignment to the discriminators alone, as in

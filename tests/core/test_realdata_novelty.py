@@ -7,9 +7,8 @@ and C8 (Gad1/Gad2+: interneurons), the most separable Louvain clusters of the so
 removed from the two reference sections; the 30 % section is mapped as a query holding them. The
 held-out cells must get high novelty (AUROC against the other query cells), stay together, not be
 absorbed into one reference type, and be left 'unassigned' by label transfer far more often than
-the others, while the other query cells are labelled as well as before. The mapping is the
-novelty-aware one (query_pretrain='reconstruction', query_balance='novelty'; opt-in, see
-fusemap.config.TrainConfig).
+the others, while the other query cells are labelled as well as before (default mapping: the
+balanced phase weights each query cluster by its novelty, TrainConfig.query_balance).
 """
 
 import json
@@ -65,8 +64,7 @@ def test_a_cell_type_missing_from_the_reference_is_flagged_not_absorbed(record_p
     model = fusemap.integrate(ref, progress=False, seed=0)
     t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mapped = fusemap.map_query(model, query, progress=False, query_pretrain="reconstruction",
-                               query_balance="novelty")
+    mapped = fusemap.map_query(model, query, progress=False)
     t_map = time.perf_counter() - t0
     new = query.obs["cell_type"].isin(HELD_OUT).to_numpy()
     nov = query.obs["fusemap_novelty"].to_numpy()
