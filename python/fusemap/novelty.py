@@ -78,8 +78,9 @@ class Novelty:
         ``floor`` = new as a whole), from the cluster's median novelty (``WEIGHT_FULL``/``WEIGHT_FLOOR``)."""
         med = self.summary["median_novelty"]
         full = np.clip((WEIGHT_FLOOR - med.to_numpy()) / (WEIGHT_FLOOR - WEIGHT_FULL), 0.0, 1.0)
+        full = np.nan_to_num(full, nan=1.0)  # no score (too few or non-finite cells): full weight
         w = pd.Series(floor + (1 - floor) * full, index=med.index)
-        return w.loc[self.clusters].to_numpy(dtype=np.float32)
+        return w.reindex(self.clusters).fillna(1.0).to_numpy(dtype=np.float32)
 
     @property
     def is_novel(self) -> np.ndarray:
@@ -135,9 +136,22 @@ def novelty_scores(reference: Sequence[np.ndarray], query: np.ndarray, *, n_neig
     """
     from .balance import cluster_cells
 
+    # cells with a non-finite embedding (a diverged run) are scored NaN and left out of the pools
+    q_all = np.asarray(query, dtype=np.float32)
+    ok = np.isfinite(q_all).all(1)
+    if not ok.all():
+        part = novelty_scores(reference, q_all[ok], n_neighbors=n_neighbors, threshold=threshold,
+                              resolution=resolution, seed=seed)
+        scores = np.full(len(q_all), np.nan, dtype=np.float32)
+        dist = scores.copy()
+        clusters = np.full(len(q_all), -1, dtype=int)
+        scores[ok], dist[ok], clusters[ok] = part.scores, part.distances, part.clusters
+        return Novelty(scores, dist, clusters, part.summary, part.threshold, part.calibration,
+                       part.n_calibration_cells)
     rng = np.random.default_rng(seed)
-    refs = [np.asarray(r, dtype=np.float32) for r in reference if len(r)]
-    q = np.asarray(query, dtype=np.float32)
+    refs = [r[np.isfinite(r).all(1)] for r in (np.asarray(r, dtype=np.float32) for r in reference)]
+    refs = [r for r in refs if len(r)]
+    q = q_all
     if len(q) < MIN_CELLS or sum(map(len, refs)) < 2 * MIN_CELLS:  # no density to compare with
         nan = np.full(len(q), np.nan, dtype=np.float32)
         summary = pd.DataFrame({"n_cells": [len(q)], "median_novelty": [np.nan], "novel_fraction": [0.0],
