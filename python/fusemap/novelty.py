@@ -52,8 +52,8 @@ class Novelty:
     scores
         One score per query cell in [0, 1] (query cells in the order given); NaN when there are
         too few cells to compare densities (``MIN_CELLS``).
-    distances
-        The statistic behind each score: mean distance to the nearest reference cells.
+    ratios
+        The statistic behind each score: the density ratio of the module docstring.
     clusters
         Leiden cluster of each query cell (in the embedding the scores were computed in).
     summary
@@ -66,7 +66,7 @@ class Novelty:
     """
 
     scores: np.ndarray
-    distances: np.ndarray
+    ratios: np.ndarray
     clusters: np.ndarray
     summary: pd.DataFrame
     threshold: float
@@ -128,11 +128,13 @@ def _ratio(points: np.ndarray, own: np.ndarray, other: np.ndarray, k: int) -> np
 
 
 def novelty_scores(reference: Sequence[np.ndarray], query: np.ndarray, *, n_neighbors: int = 15,
-                   threshold: float = DEFAULT_THRESHOLD, resolution: float = 1.0, seed: int = 0) -> Novelty:
+                   threshold: float = DEFAULT_THRESHOLD, resolution: float = 1.0, seed: int = 0,
+                   cluster: bool = True) -> Novelty:
     """Novelty of each query cell relative to the reference sections' cells (module docstring).
 
     ``reference``: one embedding matrix per reference section; ``query``: the query cells'
-    embeddings in the same space (all query sections stacked).
+    embeddings in the same space (all query sections stacked). ``cluster=False`` skips the Leiden
+    clusters (one cluster), for callers that need the per-cell scores only.
     """
     from .balance import cluster_cells
 
@@ -141,11 +143,11 @@ def novelty_scores(reference: Sequence[np.ndarray], query: np.ndarray, *, n_neig
     ok = np.isfinite(q_all).all(1)
     if not ok.all():
         part = novelty_scores(reference, q_all[ok], n_neighbors=n_neighbors, threshold=threshold,
-                              resolution=resolution, seed=seed)
+                              resolution=resolution, seed=seed, cluster=cluster)
         scores = np.full(len(q_all), np.nan, dtype=np.float32)
         dist = scores.copy()
         clusters = np.full(len(q_all), -1, dtype=int)
-        scores[ok], dist[ok], clusters[ok] = part.scores, part.distances, part.clusters
+        scores[ok], dist[ok], clusters[ok] = part.scores, part.ratios, part.clusters
         return Novelty(scores, dist, clusters, part.summary, part.threshold, part.calibration,
                        part.n_calibration_cells)
     rng = np.random.default_rng(seed)
@@ -171,7 +173,7 @@ def novelty_scores(reference: Sequence[np.ndarray], query: np.ndarray, *, n_neig
     null = np.sort(np.concatenate(null))
     d_q = _ratio(q, q, np.concatenate(refs), n_neighbors)
     scores = np.searchsorted(null, d_q, side="left") / len(null)
-    clusters = cluster_cells(q, resolution, seed) if len(q) > 2 else np.zeros(len(q), dtype=int)
+    clusters = cluster_cells(q, resolution, seed) if cluster else np.zeros(len(q), dtype=int)
     frame = pd.DataFrame({"cluster": clusters, "novelty": scores, "novel": scores > threshold})
     summary = frame.groupby("cluster").agg(n_cells=("novelty", "size"), median_novelty=("novelty", "median"),
                                            novel_fraction=("novel", "mean"))

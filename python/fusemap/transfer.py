@@ -445,7 +445,7 @@ def transfer_labels(reference: Any, query: Any, label_key: str, *, embedding: st
     else:
         ref_cell = _embedding_matrices(ref, CELL_EMBEDDING, "reference", "the novelty is measured on it.")
         q_cell = np.concatenate(_embedding_matrices(qry, CELL_EMBEDDING, "query", "the novelty is measured on it."))
-    novelty = novelty_scores(ref_cell, q_cell, n_neighbors=n_neighbors, seed=seed).scores
+    novelty = novelty_scores(ref_cell, q_cell, n_neighbors=n_neighbors, seed=seed, cluster=False).scores
     unassigned = (novelty > novelty_threshold if novelty_threshold is not None
                   else np.zeros(len(x_q), dtype=bool))
     cells = np.concatenate([np.asarray(a.obs_names) for a in qry.adatas])
