@@ -41,9 +41,9 @@ def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> sp.csr_matrix:
     target = np.log2(k)
     lo, hi, mid = np.zeros(n), np.full(n, np.inf), np.ones(n)
     active = np.ones(n, dtype=bool)
-    shifted = d - rho[:, None]
+    shifted = np.maximum(d - rho[:, None], 0.0)  # exp(0) = 1 at or below rho; no overflow in either branch
     for _ in range(64):
-        psum = np.where(shifted > 0, np.exp(-shifted / mid[:, None]), 1.0).sum(1)
+        psum = np.exp(-shifted / mid[:, None]).sum(1)
         active &= np.abs(psum - target) >= 1e-5
         if not active.any():
             break
@@ -58,7 +58,7 @@ def knn_connectivities(emb: np.ndarray, n_neighbors: int = 15) -> sp.csr_matrix:
         mid[fin] = (lo[fin] + hi[fin]) / 2
     mean_all = dist.mean()
     sigma = np.where(rho > 0, np.maximum(mid, 1e-3 * dist.mean(1)), np.maximum(mid, 1e-3 * mean_all))
-    w = np.where(dist - rho[:, None] <= 0, 1.0, np.exp(-(dist - rho[:, None]) / sigma[:, None]))
+    w = np.exp(-np.maximum(dist - rho[:, None], 0.0) / sigma[:, None])
     w[idx == np.arange(n)[:, None]] = 0.0
     a = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
     a.eliminate_zeros()

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from fusemap.mixing import section_mixing, shared_clusters
+from fusemap import mixing
+from fusemap.mixing import clusters_at_least, section_mixing, shared_clusters
 
 
 def test_shared_clusters_counts_cells_of_clusters_every_section_fills():
@@ -29,6 +30,18 @@ def test_section_mixing_separates_offset_sections_from_overlapping_ones():
     apart = np.concatenate([section(0.0), section(3.0)])
     assert section_mixing(mixed, sections, 4) > 0.9
     assert section_mixing(apart, sections, 4) < 0.1
+
+
+def test_clusters_at_least_bisects_a_coarse_step(monkeypatch):
+    """Where the resolution grid jumps from too few clusters to many, the interval is bisected, so
+    about as many clusters as asked for are compared (not the sub-states a coarse step splits)."""
+    rng = np.random.default_rng(1)
+    emb = rng.normal(0, 1, (600, 5))  # one cloud: the cluster count grows with the resolution
+    monkeypatch.setattr(mixing, "RESOLUTIONS", (0.001, 3.0))
+    coarse = clusters_at_least(emb, 4, refine=0).max() + 1
+    refined = clusters_at_least(emb, 4).max() + 1
+    assert coarse > 8, coarse  # the grid alone overshoots
+    assert 4 <= refined < coarse and refined <= 6, (refined, coarse)
 
 
 def _two_embeddings(offset, n=600, seed=0):

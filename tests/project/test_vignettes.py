@@ -9,6 +9,7 @@ vignette is knitted by scripts/test_r.sh after the R package is installed.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -97,9 +98,13 @@ def test_04_spatialdata(tmp_path):
     pytest.importorskip("spatialdata_plot")
     text, figs = _execute("04", tmp_path)
     assert "coordinates: {'table_BZ5': 'centroids', 'table_BZ9': 'centroids'}" in text
-    assert ("table_BZ14: 300 rows x 100 genes; obsm ['X_fusemap_cell', 'X_fusemap_spatial']; obs "
-            "['fusemap_cell_type', 'fusemap_cell_type_uncertainty', 'fusemap_region', 'fusemap_region_uncertainty']"
-            in text)
+    line = next(ln for ln in text.splitlines() if ln.startswith("table_BZ14:"))
+    head, obs = line.split("; obs ")
+    assert head == "table_BZ14: 300 rows x 100 genes; obsm ['X_fusemap_cell', 'X_fusemap_spatial']"
+    assert set(ast.literal_eval(obs)) == {
+        "fusemap_novelty", "fusemap_novelty_cluster",  # written by map_query
+        "fusemap_cell_type", "fusemap_cell_type_uncertainty", "fusemap_cell_type_novelty",
+        "fusemap_region", "fusemap_region_uncertainty", "fusemap_region_novelty"}
     assert "imputed 66 genes the query did not measure for 300 cells" in text
     _figures(figs, ["reference_spatial_clusters_on_shapes", "query_layers_on_shapes", "query_imputed_gene_on_shapes",
                     "all_sections_spatial_clusters_on_shapes"])
