@@ -117,10 +117,12 @@ def _check_query(ref: FuseMap, query: SectionSet, cfg, spatial_key: str,
             "query sections other names (dict keys, file names or obs['section'])."
         )
     single = cfg.with_overrides(adversarial=False)  # one section at a time: no 'nothing to align' warning
+    # a query without coordinates onto a reference with them is the common single-cell case
+    elsewhere = bool(set(ref.section_names) - set(ref.no_coordinates)) or bool(set(query.names) - set(no_coordinates))
     for i, (name, adata) in enumerate(query.items()):
         try:
             issued += validate(SectionSet([name], [adata]), single, spatial_key=spatial_key,
-                               no_coordinates=no_coordinates)
+                               no_coordinates=no_coordinates, coordinates_elsewhere=elsewhere)
         except FuseMapInputError as exc:
             problems.append(str(exc).split(":\n  - ", 1)[-1])
             continue

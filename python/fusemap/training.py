@@ -305,7 +305,10 @@ class Trainer:
                     p.requires_grad_(False)
                 adv_c = adversarial_loss(m.disc_cell(out.z_cell), out.sections, self.t.adversarial_loss, w)
                 oz_t, o_sec, o_w, _ = self._spatial_rows(out.z_spatial, out.sections, w)
-                adv_t = adversarial_loss(_columns(m.disc_spatial(oz_t), cols), o_sec, self.t.adversarial_loss, o_w)
+                # mapping a query without coordinates: none of the trained rows enter the spatial
+                # discriminator (the mean over no rows would be NaN and poison every weight)
+                adv_t = (adversarial_loss(_columns(m.disc_spatial(oz_t), cols), o_sec, self.t.adversarial_loss, o_w)
+                         if len(oz_t) else out.z_spatial.sum() * 0.0)
                 for p in m.discriminator_parameters():
                     p.requires_grad_(True)
                 adv = adv_c + adv_t

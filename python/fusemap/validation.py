@@ -143,10 +143,13 @@ def coordinate_free(sections: SectionSet, spatial_key: str = SPATIAL_KEY, no_coo
 
 
 def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = SPATIAL_KEY,
-             need_spatial: bool = True, no_coordinates: Sequence[str] = ()) -> list[str]:
+             need_spatial: bool = True, no_coordinates: Sequence[str] = (),
+             coordinates_elsewhere: bool = False) -> list[str]:
     """Validate all sections; raise one :class:`FuseMapInputError` listing every problem.
 
-    Sections in ``no_coordinates`` (see :func:`coordinate_free`) are not checked for coordinates.
+    Sections in ``no_coordinates`` (see :func:`coordinate_free`) are not checked for coordinates;
+    ``coordinates_elsewhere`` (query mapping: the reference or another query section has them)
+    silences the warning that no section has coordinates.
     Returns the warnings issued (so callers and tests can inspect them).
     """
     pp = config.preprocess
@@ -250,7 +253,7 @@ def validate(sections: SectionSet, config: FuseMapConfig, *, spatial_key: str = 
                "they are counts, so fusemap normalises them.")
         warnings.warn(msg, FuseMapWarning, stacklevel=3)
         issued.append(msg)
-    if need_spatial and names and set(names) <= set(no_coordinates):
+    if need_spatial and names and set(names) <= set(no_coordinates) and not coordinates_elsewhere:
         msg = (f"no section has coordinates (none holds obsm[{spatial_key!r}], or all are named in "
                "no_coordinates): the spatial embeddings are functions of the cell embeddings alone. Put "
                f"coordinates in obsm[{spatial_key!r}] of the spatial sections.")

@@ -9,5 +9,6 @@
 #'
 #' @import methods
 #' @import SpatialExperiment
+#' @importClassesFrom SingleCellExperiment SingleCellExperiment
 #' @keywords internal
 "_PACKAGE"

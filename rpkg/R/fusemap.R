@@ -18,6 +18,16 @@
 #' row names (matched across sections ignoring case) and at least two columns
 #' in \code{spatialCoords}. Problems are reported before any work is done.
 #'
+#' A \code{SingleCellExperiment} that is not a \code{SpatialExperiment} (a
+#' dissociated single-cell reference, thousands of genes and curated labels)
+#' is a section without coordinates: each of its cells is its own only
+#' neighbour, so its spatial embedding follows from its cell embedding; it is
+#' aligned with the tissue sections through the cell embedding and kept out
+#' of the spatial-embedding alignment. Its genes join the model, so
+#' \code{\link{imputeGenes}()} reads them out in every tissue section and
+#' \code{\link{transferLabels}()} carries its labels onto them. In the joined
+#' result its cells have \code{NA} \code{spatialCoords}.
+#'
 #' Options of the Python training pass through \code{...} with R names: a dot
 #' in an R name is an underscore in Python (\code{max.epochs} is
 #' \code{max_epochs}). Common ones: \code{max.epochs} (300), \code{n.latent}
@@ -27,9 +37,9 @@
 #' (\code{"auto"}, \code{"cpu"}, \code{"cuda"}), \code{normalized} (input is
 #' already log-normalised). An unknown name is an error that lists them all.
 #'
-#' @param x A \code{SpatialExperiment}, or a list of them. (A
-#'   \code{SingleCellExperiment} without coordinates is refused with a
-#'   message: every section needs its spatial neighbourhood.)
+#' @param x A \code{SpatialExperiment}, or a list of them; elements may be
+#'   \code{SingleCellExperiment}s without coordinates (single-cell references,
+#'   see Details).
 #' @param assay.type The assay holding raw counts.
 #' @param sample.id The \code{colData} column naming each cell's section.
 #' @param model.dir Where to save the trained model. Default: a new folder
@@ -91,22 +101,35 @@ setMethod("fusemap", "list", function(x, assay.type = "counts", sample.id = "sam
 
 #' @rdname fusemap
 #' @export
+setMethod("fusemap", "SingleCellExperiment", function(x, assay.type = "counts",
+                                                      sample.id = "sample_id", model.dir = NULL,
+                                                      overwrite = FALSE, ...) {
+    .run_fusemap(list(x), single = TRUE, assay.type, sample.id, model.dir, overwrite, list(...))
+})
+
+#' @rdname fusemap
+#' @export
 setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "sample_id",
                                      model.dir = NULL, overwrite = FALSE, ...) {
     .not_spatial(x, "x")
 })
 
-# The error for an input that is not a SpatialExperiment (or list), with the way to make one.
+# The error for an input that is neither a SpatialExperiment, a SingleCellExperiment nor a list.
 .not_spatial <- function(obj, where) {
-    if (methods::is(obj, "SingleCellExperiment")) {
-        cli::cli_abort(c("{.arg {where}} is a {.cls {class(obj)}} without spatial coordinates; FuseMap needs a SpatialExperiment for every section.",
-                         i = paste("Sections without coordinates (dissociated single-cell references) are",
-                                   "not supported yet. For imaging data, add the coordinates:",
-                                   "{.code SpatialExperiment::toSpatialExperiment(x, spatialCoords = xy)}.")),
-                       call = NULL)
-    }
-    cli::cli_abort(c("{.arg {where}} must be a SpatialExperiment or a list of them.",
-                     x = "Found an object of class {.cls {class(obj)}}."), call = NULL)
+    cli::cli_abort(c("{.arg {where}} must be a SpatialExperiment, a SingleCellExperiment (a section without coordinates) or a list of them.",
+                     x = "Found an object of class {.cls {class(obj)}}.",
+                     i = "A matrix or data frame: build one with {.code SpatialExperiment::SpatialExperiment(assays = list(counts = m), spatialCoords = xy)}."),
+                   call = NULL)
+}
+
+# Whether a section object has coordinates: a SpatialExperiment does; a SingleCellExperiment that
+# is not one is a section without coordinates (a dissociated single-cell reference).
+.has_coords <- function(obj) methods::is(obj, "SpatialExperiment")
+
+# The coordinates of a section object: spatialCoords, or NA rows (ncol columns) for one without.
+.coords_of <- function(obj, ncol = 2L, names = NULL) {
+    if (.has_coords(obj)) return(SpatialExperiment::spatialCoords(obj))
+    matrix(NA_real_, nrow = ncol(obj), ncol = ncol, dimnames = list(NULL, names))
 }
 
 .run_fusemap <- function(spes, single, assay.type, sample.id, model.dir, overwrite, opts) {
@@ -177,7 +200,7 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
     if (!is.list(spes) || length(spes) == 0L) {
         cli::cli_abort("{.arg {arg}} is an empty list; pass at least one SpatialExperiment.")
     }
-    bad <- which(!vapply(spes, methods::is, logical(1), "SpatialExperiment"))
+    bad <- which(!vapply(spes, methods::is, logical(1), "SingleCellExperiment"))
     if (length(bad)) {
         .not_spatial(spes[[bad[1]]], if (single) arg else sprintf("%s[[%d]]", arg, bad[1]))
     }
@@ -194,14 +217,15 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
         lev <- if (is.factor(sid)) intersect(levels(sid), as.character(sid)) else unique(as.character(sid))
         sid <- as.character(sid)
         counts <- SummarizedExperiment::assay(spe, assay.type, withDimnames = FALSE)
-        coords <- SpatialExperiment::spatialCoords(spe)
+        coords <- if (.has_coords(spe)) SpatialExperiment::spatialCoords(spe) else NULL
         list_name <- if (!single && !is.null(names(spes)) && nzchar(names(spes)[i])) names(spes)[i] else NULL
         for (s in lev) {
             cols <- which(sid == s)
             name <- if (is.null(list_name)) s else if (length(lev) == 1L) list_name else paste(list_name, s, sep = ".")
             sections[[length(sections) + 1L]] <- list(
                 name = name, element = i, cols = cols, cols_global = offset + cols,
-                counts = counts[, cols, drop = FALSE], coords = coords[cols, , drop = FALSE],
+                counts = counts[, cols, drop = FALSE],
+                coords = if (is.null(coords)) NULL else coords[cols, , drop = FALSE],
                 genes = rownames(spe))
         }
         offset <- offset + ncol(spe)
@@ -215,7 +239,7 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
                                    "(list(A = spe1, B = spe2)).")))
     }
     if (!single) {
-        nc <- unique(vapply(spes, function(s) ncol(SpatialExperiment::spatialCoords(s)), 1L))
+        nc <- unique(vapply(Filter(.has_coords, spes), function(s) ncol(SpatialExperiment::spatialCoords(s)), 1L))
         if (length(nc) > 1L) {
             cli::cli_abort(c("All elements of {.arg {arg}} need the same number of spatial dimensions.",
                              x = "spatialCoords have {nc} columns."))
@@ -245,14 +269,14 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
         cli::cli_abort(c("colData({.arg {where}})${sample.id} has missing values.",
                          i = "Every cell needs a section: fill them or drop those cells."))
     }
-    coords <- SpatialExperiment::spatialCoords(spe)
-    if (is.null(coords) || ncol(coords) < 2L) {
+    coords <- if (.has_coords(spe)) SpatialExperiment::spatialCoords(spe) else NULL
+    if (.has_coords(spe) && (is.null(coords) || ncol(coords) < 2L)) {
         cli::cli_abort(c("{.arg {where}} has no spatial coordinates: spatialCoords() has {NCOL(coords)} column{?s}.",
                          i = paste("FuseMap builds each section's neighbourhood graph from them. Set",
                                    "{.code spatialCoords(x) <- cbind(x = ..., y = ...)}, or build",
                                    "the object with {.code SpatialExperiment(..., spatialCoords = )}.")))
     }
-    if (any(!is.finite(coords))) {
+    if (!is.null(coords) && any(!is.finite(coords))) {
         cli::cli_abort(c("spatialCoords({.arg {where}}) hold {sum(!is.finite(coords))} missing or infinite value{?s}.",
                          i = "Drop those cells or fix their coordinates."))
     }
@@ -367,8 +391,9 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
     .py$defaults
 }
 
-# A minimal AnnData for one section: counts (cells x genes), coordinates, and its name. Cells are
-# named "cell<column in the result>", unique across the sections of one call.
+# A minimal AnnData for one section: counts (cells x genes), coordinates (none for a section
+# without them), and its name. Cells are named "cell<column in the result>", unique across the
+# sections of one call.
 .section_anndata <- function(s, py) {
     n <- ncol(s$counts)
     parts <- list(n_obs = n, n_vars = nrow(s$counts), obs_names = paste0("cell", s$cols_global),
@@ -377,7 +402,7 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
                   obs = list(names = "section",
                              columns = list(.column_to_part(rep(s$name, n)))),
                   var = list(names = character(0), columns = list()),
-                  spatial = list(values = as.numeric(t(s$coords)), ncol = ncol(s$coords)),
+                  spatial = if (is.null(s$coords)) NULL else list(values = as.numeric(t(s$coords)), ncol = ncol(s$coords)),
                   spatial_names = character(0), reduced_names = character(0), reduced = list())
     .py_call(py$io$anndata_from_r(.wire(parts)), sprintf("preparing section %s", s$name))
 }
@@ -401,7 +426,9 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
     names(assays) <- an
     cd <- .rbind_frames(lapply(spes, SummarizedExperiment::colData))
     rownames(cd) <- cn
-    coords <- do.call(rbind, lapply(spes, SpatialExperiment::spatialCoords))
+    first <- Filter(.has_coords, spes)
+    first <- if (length(first)) SpatialExperiment::spatialCoords(first[[1]]) else matrix(0, 0, 2)
+    coords <- do.call(rbind, lapply(spes, .coords_of, ncol = ncol(first), names = colnames(first)))
     rownames(coords) <- NULL
     out <- SpatialExperiment::SpatialExperiment(assays = assays, colData = cd,
                                                 rowData = .first_row_data(spes, shared),
@@ -429,8 +456,8 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
     if (any(lengths(inputs) > 0L)) {
         S4Vectors::metadata(out)$FuseMap_inputs <- inputs
     }
-    imgs <- lapply(spes, SpatialExperiment::imgData)
-    if (any(vapply(imgs, NROW, 1L) > 0L)) {
+    imgs <- lapply(Filter(.has_coords, spes), SpatialExperiment::imgData)
+    if (length(imgs) && any(vapply(imgs, NROW, 1L) > 0L)) {
         SpatialExperiment::imgData(out) <- do.call(rbind, imgs)
     }
     dropped <- c(if (any(lengths(lapply(spes, SingleCellExperiment::reducedDimNames)))) "reducedDims",
@@ -484,7 +511,7 @@ setMethod("fusemap", "ANY", function(x, assay.type = "counts", sample.id = "samp
 #' }
 #' @export
 sectionPanel <- function(x, section) {
-    if (!methods::is(x, "SpatialExperiment") || is.null(x$FuseMap_section)) {
+    if (!methods::is(x, "SingleCellExperiment") || is.null(x$FuseMap_section)) {
         cli::cli_abort(c("{.arg x} must be a SpatialExperiment returned by {.fn fusemap} or {.fn mapQuery}.",
                          x = "It has no {.field FuseMap_section} column."))
     }
@@ -497,7 +524,10 @@ sectionPanel <- function(x, section) {
     part <- x[, cols]
     own <- .own_genes(x, colnames(part))
     if (is.null(own) || !nrow(own)) {
-        return(part)
+        own <- SummarizedExperiment::SummarizedExperiment(
+            assays = lapply(stats::setNames(nm = SummarizedExperiment::assayNames(part)), function(a)
+                SummarizedExperiment::assay(part, a, withDimnames = FALSE)[0, , drop = FALSE]))
+        colnames(own) <- colnames(part)
     }
     an <- intersect(SummarizedExperiment::assayNames(part), SummarizedExperiment::assayNames(own))
     genes <- c(rownames(part), rownames(own))
@@ -508,11 +538,14 @@ sectionPanel <- function(x, section) {
         m
     })
     md <- S4Vectors::metadata(part)
-    SpatialExperiment::SpatialExperiment(
-        assays = assays, colData = SummarizedExperiment::colData(part),
-        spatialCoords = SpatialExperiment::spatialCoords(part),
-        reducedDims = SingleCellExperiment::reducedDims(part),
-        metadata = md[setdiff(names(md), "FuseMap_panels")])
+    args <- list(assays = assays, colData = SummarizedExperiment::colData(part),
+                 reducedDims = SingleCellExperiment::reducedDims(part),
+                 metadata = md[setdiff(names(md), "FuseMap_panels")])
+    # a section without coordinates (NA rows in a joined result) comes back as it was given
+    if (!.has_coords(part) || all(is.na(SpatialExperiment::spatialCoords(part)))) {
+        return(do.call(SingleCellExperiment::SingleCellExperiment, args))
+    }
+    do.call(SpatialExperiment::SpatialExperiment, c(args, list(spatialCoords = SpatialExperiment::spatialCoords(part))))
 }
 
 # The input panel (SummarizedExperiment of the genes beyond the shared ones) holding the cells

@@ -15,8 +15,9 @@
 #' was trained on.
 #'
 #' @param x The query: a \code{SpatialExperiment} or a list of them, split
-#'   into sections as in \code{\link{fusemap}()}. Section names must differ
-#'   from the reference's.
+#'   into sections as in \code{\link{fusemap}()} (a
+#'   \code{SingleCellExperiment} is a section without coordinates). Section
+#'   names must differ from the reference's.
 #' @param model A \code{\link{FuseMapModel}}, or the \code{SpatialExperiment}
 #'   returned by \code{fusemap()} (then it is also the default
 #'   \code{reference}).
@@ -32,7 +33,10 @@
 #' @return The query as a \code{SpatialExperiment} (joined as in
 #'   \code{fusemap()} for a list) with \code{reducedDim}s
 #'   \code{"FuseMap_cell"} and \code{"FuseMap_spatial"} in the reference's
-#'   space, a \code{FuseMap_section} column, and \code{metadata()$FuseMap}
+#'   space, a \code{FuseMap_section} column, \code{FuseMap_novelty} (0-1:
+#'   the share of reference cells that lie nearer the reference than the
+#'   cell; near 1 for states the reference lacks) and
+#'   \code{FuseMap_novelty_cluster} (the query cluster it was scored with), and \code{metadata()$FuseMap}
 #'   with the mapped model's directory, the run record and the reference
 #'   model's directory.
 #' @seealso \code{\link{transferLabels}}, \code{\link{imputeGenes}}.
@@ -71,6 +75,15 @@ setMethod("mapQuery", "list", function(x, model, reference = NULL, assay.type = 
                                        sample.id = "sample_id", model.dir = NULL,
                                        overwrite = FALSE, ...) {
     .run_map_query(x, FALSE, model, reference, assay.type, sample.id, model.dir, overwrite,
+                   list(...))
+})
+
+#' @rdname mapQuery
+#' @export
+setMethod("mapQuery", "SingleCellExperiment", function(x, model, reference = NULL,
+                                                       assay.type = "counts", sample.id = "sample_id",
+                                                       model.dir = NULL, overwrite = FALSE, ...) {
+    .run_map_query(list(x), TRUE, model, reference, assay.type, sample.id, model.dir, overwrite,
                    list(...))
 })
 
@@ -119,15 +132,35 @@ setMethod("mapQuery", "ANY", function(x, model, reference = NULL, assay.type = "
     .report_run(record)
     out <- if (single) spes[[1]] else .combine(spes, secs)
     out <- .add_results(out, emb, secs, model.dir, record, assay.type)
+    out <- .add_novelty(out, qdata, secs, py)
     S4Vectors::metadata(out)$FuseMap$reference_model_dir <- model@path
+    out
+}
+
+# The query cells' novelty against the reference, as map_query wrote it into each section's obs
+# (fusemap_novelty: share of reference cells nearer the reference than this cell, 0-1;
+# fusemap_novelty_cluster: its query cluster), into colData FuseMap_novelty and
+# FuseMap_novelty_cluster (NA for cells of no query section).
+.add_novelty <- function(out, adatas, secs, py) {
+    cols <- c("fusemap_novelty", "fusemap_novelty_cluster")
+    frames <- lapply(adatas, function(a) {
+        .frame_from_part(.unwire(.py_call(py$io$obs_for_r(a, as.list(cols)), "reading the novelty")), NULL)
+    })
+    for (col in cols) {
+        if (!all(vapply(frames, function(f) col %in% colnames(f), logical(1)))) next
+        v <- rep(NA, ncol(out))
+        for (i in seq_along(frames)) v[secs$sections[[i]]$cols_global] <- as.vector(frames[[i]][[col]])
+        SummarizedExperiment::colData(out)[[sub("^fusemap_", "FuseMap_", col)]] <-
+            if (col == "fusemap_novelty") as.numeric(v) else factor(v)
+    }
     out
 }
 
 # The data of every section of `model`, taken from fusemap()/mapQuery() results: the cells of its
 # FuseMap_section, the genes it was trained on, the assay it was trained from.
 .model_sections <- function(data, model, arg, only = NULL) {
-    spes <- if (methods::is(data, "SpatialExperiment")) list(data) else data
-    if (!is.list(spes) || !all(vapply(spes, methods::is, logical(1), "SpatialExperiment"))) {
+    spes <- if (methods::is(data, "SingleCellExperiment")) list(data) else data
+    if (!is.list(spes) || !all(vapply(spes, methods::is, logical(1), "SingleCellExperiment"))) {
         cli::cli_abort("{.arg {arg}} must be a SpatialExperiment returned by {.fn fusemap}, or a list of them.")
     }
     panels <- model@summary$panels
@@ -158,10 +191,13 @@ setMethod("mapQuery", "ANY", function(x, model, reference = NULL, assay.type = "
             cli::cli_abort(c("{.arg {arg}}: section {.val {name}} lacks the data it was trained on.",
                              x = "{sum(is.na(rows))} of its {length(genes)} genes are missing, or assay {.val {assay.type}} is absent."))
         }
+        # a section without coordinates (a single-cell reference) has NA rows in a joined result
+        coords <- if (.has_coords(whole)) SpatialExperiment::spatialCoords(whole) else NULL
+        if (!is.null(coords) && all(is.na(coords))) coords <- NULL
         out[[length(out) + 1L]] <- list(
             name = name, cols = cols, cols_global = cols,
             counts = SummarizedExperiment::assay(whole, assay.type, withDimnames = FALSE)[rows, , drop = FALSE],
-            coords = SpatialExperiment::spatialCoords(whole), genes = genes)
+            coords = coords, genes = genes)
     }
     out
 }

@@ -110,9 +110,19 @@ def test_map_a_single_cell_query_onto_a_spatial_model(with_reference):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FuseMapWarning)
         ref = fusemap.integrate(spatial, **FAST)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FuseMapWarning)
         mapped = fusemap.map_query(ref, {"sc": sc}, max_epochs=3, batch_size=64, progress=False)
+    # the reference has coordinates: no warning that no section has them
+    assert not [w for w in caught if "no section has coordinates" in str(w.message)]
     assert mapped.no_coordinates == ["sc"]
     assert sc.obsm["X_fusemap_cell"].shape == (300, FAST["n_latent"])
+    # no trained row enters the spatial discriminator; its loss is 0, not the NaN mean of no rows
+    # (which made every query weight NaN)
+    assert np.isfinite(sc.obsm["X_fusemap_cell"]).all()
+    last = [h for h in mapped.history if h.get("stage") == "map_query"][-1]
+    assert np.isfinite(last["recon"]) and last["adv_spatial"] == 0.0
+    assert np.isfinite(sc.obs["fusemap_novelty"]).mean() > 0.9
     np.testing.assert_array_equal(sc.obsm["X_fusemap_spatial"], sc.obsm["X_fusemap_cell"])
 
 

@@ -30,12 +30,13 @@ DOCS_NOTEBOOKS = ROOT / "build" / "vignettes-fast"
 """Where each executed notebook is copied for the documentation (ignored by git)."""
 
 
-def _execute(prefix: str, out: Path) -> tuple[str, Path]:
-    """Run one tutorial through render.py; return its printed output and its figure folder."""
+def _execute(prefix: str, out: Path, data: tuple[str, ...] = ()) -> tuple[str, Path]:
+    """Run one tutorial through render.py; return its printed output and its figure folder
+    (``data``: the shared data files it reads, default the STARmap sections)."""
     for mod in ("jupytext", "nbclient", "ipykernel"):
         if importlib.util.find_spec(mod) is None:
             pytest.skip(f"{mod} is not installed (the test extra installs it)")
-    require_data()
+    require_data(*data)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(VIGNETTES / "render.py"), prefix, "--fast", "--no-html", "--no-r",
@@ -109,3 +110,15 @@ def test_04_spatialdata(tmp_path):
     _figures(figs, ["reference_spatial_clusters_on_shapes", "query_layers_on_shapes", "query_imputed_gene_on_shapes",
                     "all_sections_spatial_clusters_on_shapes"])
     assert (tmp_path / "outputs" / "04_spatialdata" / "starmap_fusemap.zarr").is_dir()
+
+
+def test_05_single_cell_and_novelty(tmp_path):
+    text, figs = _execute("05", tmp_path, ("slideseqv2_hippocampus", "ref_dropseq_hippocampus_rctd",
+                                           "xenium_mousebrain_ctxhp"))
+    assert "Drop-seq reference: (510, 307) | coordinates in the reference: False" in text
+    assert "78 genes shared; 229 reference genes the beads did not measure" in text
+    assert "sections without coordinates: ['dropseq']" in text
+    assert "imputed 229 reference-only genes for 300 beads" in text
+    assert "novelty AUROC, held-out types vs the other query cells:" in text
+    assert "unassigned:" in text and "accuracy on the other query cells that were assigned:" in text
+    _figures(figs, ["sc_umap", "sc_transfer_on_tissue", "sc_imputed_genes", "novelty_on_tissue", "novelty_umap"])

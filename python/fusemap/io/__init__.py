@@ -10,12 +10,12 @@
 
 from .r_exchange import (WarningsForR, anndata_from_parts, anndata_from_r, anndata_to_parts, anndata_to_spe, frame_for_r,
                          frame_from_part, frame_to_part, from_wire, gene_embedding_for_r, imputed_for_r,
-                         matrix_from_part, matrix_to_part, obsm_for_r, parts_for_r, read_h5ad_parts, read_rds,
+                         matrix_from_part, matrix_to_part, obs_for_r, obsm_for_r, parts_for_r, read_h5ad_parts, read_rds,
                          spe_to_anndata, to_wire, write_h5ad, write_rds)
 from .sections import read_sections
 from .sectionset import SectionSet
 
 __all__ = ["SectionSet", "WarningsForR", "anndata_from_parts", "anndata_from_r", "anndata_to_parts", "anndata_to_spe", "frame_for_r",
            "frame_from_part", "frame_to_part", "from_wire", "gene_embedding_for_r", "imputed_for_r",
-           "matrix_from_part", "matrix_to_part", "obsm_for_r", "parts_for_r", "read_h5ad_parts", "read_rds",
+           "matrix_from_part", "matrix_to_part", "obs_for_r", "obsm_for_r", "parts_for_r", "read_h5ad_parts", "read_rds",
            "read_sections", "spe_to_anndata", "to_wire", "write_h5ad", "write_rds"]

@@ -406,6 +406,12 @@ def obsm_for_r(adata: ad.AnnData, key: str):
     return to_wire(np.asarray(adata.obsm[key], dtype=np.float64))
 
 
+def obs_for_r(adata: ad.AnnData, columns: list[str]) -> dict:
+    """The named ``obs`` columns that ``adata`` holds (e.g. the novelty map_query wrote), as a
+    frame part in the wire form; columns it lacks are left out."""
+    return frame_for_r(adata.obs[[c for c in columns if c in adata.obs]])
+
+
 def frame_for_r(df: pd.DataFrame) -> dict:
     """A data frame (e.g. label-transfer predictions) as a frame part in the wire form."""
     return to_wire(frame_to_part(df, "frame"))

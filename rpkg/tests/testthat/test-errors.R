@@ -22,13 +22,15 @@ test_that("other bad input: negative or missing values, lists, names, model.dir"
     expect_error(fusemap(toy_spe(sample_id = c("a", NA, rep("b", 58)))), "missing values")
     expect_error(fusemap(list()), "empty list")
     expect_error(fusemap(list(spe, 1)), "x[[2]]", fixed = TRUE)
-    # a SingleCellExperiment (no coordinates) gets what to do, not an S4 dispatch error
+    # a SingleCellExperiment is a section without coordinates; its input is checked like any other
     sce <- SingleCellExperiment::SingleCellExperiment(list(counts = SummarizedExperiment::assay(spe, "counts")))
-    expect_error(fusemap(sce), "without spatial coordinates")
-    expect_error(fusemap(sce), "toSpatialExperiment")
-    expect_error(fusemap(list(spe, sce)), "x[[2]]", fixed = TRUE)
-    expect_error(mapQuery(sce, tempdir()), "without spatial coordinates")
-    expect_error(fusemap(data.frame(a = 1)), "must be a SpatialExperiment")
+    expect_error(fusemap(sce), "sample.id")
+    sce$sample_id <- "ref"
+    SummarizedExperiment::assay(sce, "counts")[2, 2] <- 0.5
+    expect_error(fusemap(list(spe, sce)), "assay(x[[2]], \"counts\")", fixed = TRUE)
+    expect_error(mapQuery(sce, tempdir()), "must be a FuseMapModel")
+    expect_error(fusemap(data.frame(a = 1)), "must be a SpatialExperiment, a SingleCellExperiment")
+    expect_error(fusemap(data.frame(a = 1)), "SpatialExperiment::SpatialExperiment")
     # two unnamed list elements with the same sample ids
     expect_error(fusemap(list(spe, spe)), "must be unique")
     existing <- tempfile()
