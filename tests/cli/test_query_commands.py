@@ -99,3 +99,18 @@ def test_cli_errors(cli_run, capsys):
                  *FAST_ARGS]) == 2
     assert "no gene in common with the reference" in capsys.readouterr().err
     assert not [p for p in tmp.iterdir() if p.name.startswith(".") or p.name in ("x", "y", "z")]
+
+
+def test_query_mapping_flags_reach_the_configuration(capsys):
+    """--query-balance / --query-pretrain set TrainConfig.query_balance / query_pretrain for the
+    mapping; absent, the defaults stay; a wrong value is refused by the parser, naming the flag."""
+    from fusemap.cli import parser
+    from fusemap.cli._common import overrides
+
+    base = ["map", "q.h5ad", "--model", "m", "--out", "o"]
+    args = parser().parse_args(base + ["--query-balance", "all", "--query-pretrain", "reconstruction"])
+    assert overrides(args) == {"query_balance": "all", "query_pretrain": "reconstruction"}
+    assert overrides(parser().parse_args(base)) == {}
+    with pytest.raises(SystemExit):
+        parser().parse_args(base + ["--query-balance", "some"])
+    assert "--query-balance" in capsys.readouterr().err

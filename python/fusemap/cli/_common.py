@@ -43,6 +43,17 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show a progress bar even when not on a terminal")
 
 
+def add_query_mapping_args(p: argparse.ArgumentParser) -> None:
+    """How a query is aligned to the reference (TrainConfig.query_balance / query_pretrain)."""
+    p.add_argument("--query-balance", choices=["novelty", "all"], dest="query_balance",
+                   help="balanced phase: weight each query cluster by its novelty against the reference "
+                        "(default 'novelty': states the reference lacks keep their own place) or by the "
+                        "integration rule ('all')")
+    p.add_argument("--query-pretrain", choices=["aligned", "reconstruction"], dest="query_pretrain",
+                   help="phase 1: align from the first epoch (default 'aligned') or train the query encoders "
+                        "through the frozen decoder without alignment ('reconstruction')")
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """How sections are read and prepared (fixed for a model; saved with it)."""
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
@@ -135,7 +146,8 @@ def overrides(args) -> dict:
     for opt, key in (("epochs", "max_epochs"), ("seed", "seed"), ("device", "device"), ("latent", "n_latent"),
                      ("layer", "layer"), ("graph", "method"), ("max_edge_length", "max_edge_length"),
                      ("radius", "radius"), ("n_neighbors", "n_neighbors"), ("batch_size", "batch_size"),
-                     ("spatial_mode", "spatial_mode"), ("gene_case", "gene_case"), ("precision", "precision")):
+                     ("spatial_mode", "spatial_mode"), ("gene_case", "gene_case"), ("precision", "precision"),
+                     ("query_balance", "query_balance"), ("query_pretrain", "query_pretrain")):
         v = getattr(args, opt, None)
         if v is not None:
             out[key] = v

@@ -33,7 +33,8 @@ from typing import Any, Sequence
 from .._constants import CELL_EMBEDDING, SPATIAL_EMBEDDING
 from ..errors import FuseMapInputError
 from ..io.files import OutputDir, check_target
-from ._common import (add_coordinates_arg, add_output_args, add_panels_arg, add_store_args, add_training_args,
+from ._common import (add_coordinates_arg, add_output_args, add_panels_arg, add_query_mapping_args,
+                      add_store_args, add_training_args,
                       overrides, paths, read_panels, split_list, store_options, summary_lines)
 
 
@@ -215,6 +216,7 @@ def add_commands(sub) -> None:
     add_panels_arg(p)
     add_coordinates_arg(p)
     add_training_args(p)
+    add_query_mapping_args(p)
     add_store_args(p)
     p.set_defaults(handler=_map)
 
