@@ -522,18 +522,18 @@ sectionPanel <- function(x, section) {
                          i = "Sections: {.val {unique(x$FuseMap_section)}}."))
     }
     part <- x[, cols]
+    # a section without coordinates (NA rows in a joined result) comes back as it was given
+    spatial <- .has_coords(part) && !all(is.na(SpatialExperiment::spatialCoords(part)))
     own <- .own_genes(x, colnames(part))
     if (is.null(own) || !nrow(own)) {
-        own <- SummarizedExperiment::SummarizedExperiment(
-            assays = lapply(stats::setNames(nm = SummarizedExperiment::assayNames(part)), function(a)
-                SummarizedExperiment::assay(part, a, withDimnames = FALSE)[0, , drop = FALSE]))
-        colnames(own) <- colnames(part)
+        if (spatial) return(part)
+        own <- part[0, ]
     }
     an <- intersect(SummarizedExperiment::assayNames(part), SummarizedExperiment::assayNames(own))
     genes <- c(rownames(part), rownames(own))
     assays <- lapply(stats::setNames(an, an), function(a) {
         m <- methods::rbind2(SummarizedExperiment::assay(part, a, withDimnames = FALSE),
-                             SummarizedExperiment::assay(own, a, withDimnames = FALSE)[, colnames(part), drop = FALSE])
+                             SummarizedExperiment::assay(own, a)[, colnames(part), drop = FALSE])
         dimnames(m) <- list(genes, colnames(part))
         m
     })
@@ -541,10 +541,7 @@ sectionPanel <- function(x, section) {
     args <- list(assays = assays, colData = SummarizedExperiment::colData(part),
                  reducedDims = SingleCellExperiment::reducedDims(part),
                  metadata = md[setdiff(names(md), "FuseMap_panels")])
-    # a section without coordinates (NA rows in a joined result) comes back as it was given
-    if (!.has_coords(part) || all(is.na(SpatialExperiment::spatialCoords(part)))) {
-        return(do.call(SingleCellExperiment::SingleCellExperiment, args))
-    }
+    if (!spatial) return(do.call(SingleCellExperiment::SingleCellExperiment, args))
     do.call(SpatialExperiment::SpatialExperiment, c(args, list(spatialCoords = SpatialExperiment::spatialCoords(part))))
 }
 

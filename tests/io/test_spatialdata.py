@@ -305,6 +305,24 @@ def test_several_tables_in_memory_with_a_reused_graph(tmp_path):
     np.testing.assert_array_equal(a.obsm["X_fusemap_cell"], back.tables["ab"].obsm["X_fusemap_cell"])
 
 
+def test_a_named_table_without_coordinates_or_elements_is_a_single_cell_reference():
+    """A table that annotates nothing and has no obsm['spatial'] (a dissociated reference kept in the
+    store), named in table=, gives a section without coordinates; the tissue tables keep theirs."""
+    sdata, parts = build_starmap_sdata(n_cells=200)
+    ref = parts["cells_BZ14"].copy()
+    del ref.obsm["spatial"]
+    sdata.tables["scref"] = TableModel.parse(ad.AnnData(ref.X, obs=ref.obs[["cell_type"]].copy(),
+                                                        var=ref.var.copy()))
+    secs = sections_from_spatialdata(sdata, table=["table", "scref"])
+    assert secs.names[-1] == "scref" and "spatial" not in secs.adatas[-1].obsm
+    assert all("spatial" in a.obsm for a in secs.adatas[:-1])
+    model = fusemap.integrate(secs, **API_FAST)
+    assert model.no_coordinates == ["scref"]
+    assert sdata.tables["scref"].obsm["X_fusemap_cell"].shape == (200, 8)
+    # not named, such a table is not a section (every annotating table is used, and only those)
+    assert "scref" not in sections_from_spatialdata(sdata).names
+
+
 def test_bad_spatialdata_input_is_named(store):
     path, _ = store
     sdata = sd.read_zarr(path)

@@ -12,7 +12,9 @@ Reading (:func:`sections_from_spatialdata`)
     are applied). Rows are matched to instances by the value of the table's instance-key column:
     for shapes and points that is the element's index, for labels the label value (values are
     compared as strings when their types differ, e.g. ``'7'`` and ``7``). Every row must match
-    exactly one instance of its element; instances without a row are ignored.
+    exactly one instance of its element; instances without a row are ignored. A table named in
+    ``table=`` that annotates no element and has no ``obsm['spatial']`` (a dissociated single-cell
+    reference kept in the store) gives sections without coordinates.
 
 Writing back (:func:`write_results`, called by ``FuseMap.write``)
     Into the table rows, in the table's own row order: ``obsm['X_fusemap_cell']`` and
@@ -363,6 +365,11 @@ def sections_from_spatialdata(sdata_or_path: Any, section_key: str | None = None
                 f"{list(tab.obs.columns)}). Pass the obs column that names each cell's section."
             )
         use_obsm = coordinates == "obsm" or (coordinates == "auto" and spatial_key in tab.obsm)
+        # a table named in table= that annotates no element and holds no coordinates (a single-cell
+        # reference kept in the store): its sections are used without coordinates
+        if (table is not None and coordinates == "auto" and not use_obsm
+                and _attrs(tab).get("region_key") is None):
+            use_obsm = True
         if coordinates == "obsm" and spatial_key not in tab.obsm:
             raise FuseMapInputError(
                 f"coordinates='obsm': table {tname!r} has no obsm[{spatial_key!r}] (obsm keys: "
