@@ -35,11 +35,9 @@
 # %%
 import time
 
-import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 import fusemap
 from fusemap import datasets
@@ -172,22 +170,7 @@ show(fig, "sc_imputed_genes")
 
 # %%
 HELD_OUT = ("C9", "C8")
-xen = datasets.load("xenium_mousebrain_ctxhp")
-rng = np.random.default_rng(0)
-part = rng.permutation(xen.n_obs) % 3
-counts = sp.csr_matrix(xen.X).astype(np.int64)
-pseudo = []
-for i, capture in enumerate((0.9, 0.5, 0.3)):
-    cells = np.sort(rng.permutation(np.flatnonzero(part == i))[:N_CELLS])
-    x = counts[cells].tocsr()
-    x.data = rng.binomial(x.data, capture)
-    x.eliminate_zeros()
-    a = ad.AnnData(x.astype(np.float32), obs=pd.DataFrame(index=xen.obs_names[cells]),
-                   var=pd.DataFrame(index=xen.var_names.astype(str)))
-    a.obs["cell_type"] = xen.obs["louvain_cluster"].astype(str).to_numpy()[cells]
-    a.obs["section"] = f"capture{int(capture * 100)}"
-    a.obsm["spatial"] = np.asarray(xen.obsm["spatial"], dtype=np.float64)[cells, :2]
-    pseudo.append(a)
+pseudo = datasets.xenium_capture((0.9, 0.5, 0.3), n_cells=N_CELLS, seed=0)
 ref_sections = [a[~a.obs["cell_type"].isin(HELD_OUT)].copy() for a in pseudo[:2]]
 query = pseudo[2]
 truth = query.obs["cell_type"].to_numpy()

@@ -336,3 +336,49 @@ def starmap_mosaic(n_shared: int = 40, n_per_section: int = 100, seed: int = 0
     """
     full = starmap_mpfc()
     return mosaic_panels(full, n_shared, n_per_section, seed), full
+
+
+def xenium_capture(capture: Sequence[float] = (0.9, 0.5, 0.3), n_cells: int | None = None, seed: int = 0
+                   ) -> list[ad.AnnData]:
+    """One Xenium section (``xenium_mousebrain_ctxhp``) split at random into pseudo-sections, each
+    thinned to a share of its molecules, as if captured by protocols of different sensitivity.
+
+    Every cell type is in every pseudo-section in about the same proportion, so what differs is
+    detection depth alone (the novelty test and tutorial 5 hold cell types out of some of them).
+
+    Parameters
+    ----------
+    capture
+        Share of the molecules each pseudo-section keeps (binomial thinning of the counts).
+    n_cells
+        Cells per pseudo-section (a random subset; default all of its share).
+    seed
+        Seed of the split, the subsets and the thinning.
+
+    Returns
+    -------
+    list of anndata.AnnData
+        Counts, ``obs['cell_type']`` (the source's Louvain clusters), ``obs['section']``
+        (``capture90`` ...) and 2-D ``obsm['spatial']``.
+
+    Examples
+    --------
+    >>> sections = datasets.xenium_capture(n_cells=1200)  # doctest: +SKIP
+    """
+    a = load("xenium_mousebrain_ctxhp")
+    rng = np.random.default_rng(seed)
+    part = rng.permutation(a.n_obs) % len(capture)
+    x = sp.csr_matrix(a.X).astype(np.int64)
+    out = []
+    for i, cap in enumerate(capture):
+        cells = np.sort(rng.permutation(np.flatnonzero(part == i))[:n_cells])
+        xi = x[cells].tocsr()
+        xi.data = rng.binomial(xi.data, cap)
+        xi.eliminate_zeros()
+        b = ad.AnnData(xi.astype(np.float32), obs=pd.DataFrame(index=a.obs_names[cells]),
+                       var=pd.DataFrame(index=a.var_names.astype(str)))
+        b.obs["cell_type"] = a.obs["louvain_cluster"].astype(str).to_numpy()[cells]
+        b.obs[SECTION_COLUMN] = f"capture{int(round(cap * 100))}"
+        b.obsm[SPATIAL_KEY] = np.asarray(a.obsm["spatial"], dtype=np.float64)[cells, :2]
+        out.append(b)
+    return out

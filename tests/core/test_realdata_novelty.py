@@ -14,11 +14,8 @@ balanced phase weights each query cluster by its novelty, TrainConfig.query_bala
 import json
 import time
 
-import anndata as ad
-import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 
 import fusemap
 from fusemap import datasets
@@ -34,23 +31,7 @@ CELLS = 1200
 
 def xenium_pseudo_sections():
     require_data("xenium_mousebrain_ctxhp")
-    a = datasets.load("xenium_mousebrain_ctxhp")
-    rng = np.random.default_rng(0)
-    part = rng.permutation(a.n_obs) % len(CAPTURE)
-    x = sp.csr_matrix(a.X).astype(np.int64)
-    out = []
-    for i, cap in enumerate(CAPTURE):
-        cells = np.sort(rng.permutation(np.flatnonzero(part == i))[:CELLS])
-        xi = x[cells].tocsr()
-        xi.data = rng.binomial(xi.data, cap)
-        xi.eliminate_zeros()
-        b = ad.AnnData(xi.astype(np.float32), obs=pd.DataFrame(index=a.obs_names[cells]),
-                       var=pd.DataFrame(index=a.var_names.astype(str)))
-        b.obs["cell_type"] = a.obs["louvain_cluster"].astype(str).to_numpy()[cells]
-        b.obsm["spatial"] = np.asarray(a.obsm["spatial"], dtype=np.float64)[cells, :2]
-        b.obs["section"] = f"capture{int(cap * 100)}"
-        out.append(b)
-    return out
+    return datasets.xenium_capture(CAPTURE, n_cells=CELLS, seed=0)
 
 
 def test_a_cell_type_missing_from_the_reference_is_flagged_not_absorbed(record_property):
