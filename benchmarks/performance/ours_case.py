@@ -20,16 +20,14 @@ from measure import emit  # noqa: E402
 
 def knn_predict(z_ref, labels_ref, z_query, k=15):
     """scikit-learn's KNeighborsClassifier(k) prediction (exact neighbours, majority vote, ties to the
-    first label in sorted order) with fusemap's brute-force kNN: importing scikit-learn here, after
-    training, would add ~50 MB to ours' measured peak that the integration itself never uses (the
-    authors' package imports it anyway)."""
+    first label in sorted order), with fusemap's neighbour search."""
     import numpy as np
 
-    from fusemap.balance import exact_knn
+    from fusemap.neighbors import nearest
 
     classes, y = np.unique(labels_ref, return_inverse=True)
     k = min(k, len(z_ref))
-    _, nn = exact_knn(z_query, k, ref=z_ref)
+    nn = nearest(z_ref, z_query, k)
     votes = np.zeros((len(nn), len(classes)), dtype=np.int64)
     np.add.at(votes, (np.repeat(np.arange(len(nn)), k), y[nn].ravel()), 1)
     return classes[votes.argmax(1)]

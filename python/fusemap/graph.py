@@ -8,6 +8,7 @@ stored under these keys is reused (``GraphConfig.rebuild=True`` forces a new one
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 
@@ -23,71 +24,65 @@ log = logging.getLogger("fusemap")
 
 def build_graph(adata, cfg: GraphConfig, *, spatial_key: str = SPATIAL_KEY,
                 library_key: str | None = None) -> None:
-    """Build the spatial graph squidpy builds and store it in squidpy's keys of ``adata``.
+    """Build the spatial graph with squidpy and store it in squidpy's keys of ``adata``.
 
-    Delaunay graphs of one library (the default) are computed here with scipy, exactly as
-    squidpy's ``DelaunayBuilder`` computes them (``tests/core/test_graph.py`` checks equality): importing
-    squidpy costs ~200 MB and ~5 CPU s per process, more than the whole model of a small atlas.
-    kNN and radius graphs, and graphs over several libraries, are built by squidpy itself.
+    Delaunay graphs of one library are checked first (at least three positions not on one line)
+    and built on centred coordinates when their offset dwarfs their extent (stage coordinates near
+    1e12 cost qhull its precision and most of the edges).
     """
-    if cfg.method == "delaunay" and library_key is None:
-        conn, dist = delaunay_graph(np.asarray(adata.obsm[spatial_key], dtype=np.float64))
-        adata.obsp[GRAPH_CONNECTIVITIES] = conn
-        adata.obsp[GRAPH_DISTANCES] = dist
-        adata.uns[GRAPH_UNS] = {"connectivities_key": GRAPH_CONNECTIVITIES, "distances_key": GRAPH_DISTANCES,
-                                "params": {"coord_type": "generic", "radius": None, "transform": None,
-                                           "fusemap_method": "delaunay"}}
-        return
     common = {"spatial_key": spatial_key, "library_key": library_key, "key_added": "spatial"}
-    quiet = logging.getLogger("spatialdata")  # squidpy logs each graph build at INFO through it
+    target = adata
+    if cfg.method == "delaunay" and library_key is None:
+        coords = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
+        _check_delaunay_input(coords)
+        centred = _centred(coords)
+        if centred is not coords:
+            import anndata as ad
+
+            target = ad.AnnData(np.zeros((coords.shape[0], 0), dtype=np.float32))
+            target.obsm[spatial_key] = centred
+    importlib.import_module("squidpy")  # first: importing it sets the level of its logger
+
+    quiet = logging.getLogger("spatialdata._logging")  # squidpy logs each graph build at INFO through it
     level = quiet.level
-    if not log.isEnabledFor(logging.INFO):
-        quiet.setLevel(logging.WARNING)
+    quiet.setLevel(logging.WARNING)
     try:
-        _squidpy_build(adata, cfg, common)
+        _squidpy_build(target, cfg, common)
+    except Exception as exc:
+        if type(exc).__name__ != "QhullError":
+            raise
+        raise FuseMapInputError(
+            "the spatial coordinates are degenerate for a Delaunay graph (all on one line, or too few "
+            f"distinct positions: qhull says {str(exc).splitlines()[0]!r}). Check obsm['spatial'], or use "
+            "graph method 'knn' (--graph knn)."
+        ) from exc
     finally:
         quiet.setLevel(level)
+    if target is not adata:
+        adata.obsp[GRAPH_CONNECTIVITIES] = target.obsp[GRAPH_CONNECTIVITIES]
+        adata.obsp[GRAPH_DISTANCES] = target.obsp[GRAPH_DISTANCES]
+        adata.uns[GRAPH_UNS] = target.uns[GRAPH_UNS]
     params = adata.uns.setdefault(GRAPH_UNS, {}).setdefault("params", {})
     params["fusemap_method"] = cfg.method
     if cfg.method == "knn":
         params["n_neighbors"] = int(cfg.n_neighbors)
 
 
-def delaunay_graph(coords: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Connectivities (float32 ones) and Euclidean edge lengths of the Delaunay triangulation,
-    in the layout squidpy stores (CSR, sorted indices, empty diagonal)."""
-    from scipy.spatial import Delaunay, QhullError
-
-    n = coords.shape[0]
-    if n < 3 or len(np.unique(coords, axis=0)) < 3:
+def _check_delaunay_input(coords: np.ndarray) -> None:
+    n_distinct = len(np.unique(coords, axis=0)) if coords.shape[0] else 0
+    if n_distinct < 3:
         raise FuseMapInputError(
-            f"the spatial coordinates hold {len(np.unique(coords, axis=0)) if n else 0} distinct position(s); a "
-            "Delaunay graph needs at least 3 that are not on one line. Check obsm['spatial'], or use "
-            "graph method 'knn' (--graph knn)."
+            f"the spatial coordinates hold {n_distinct} distinct position(s); a Delaunay graph needs at "
+            "least 3 that are not on one line. Check obsm['spatial'], or use graph method 'knn' (--graph knn)."
         )
-    # A large offset (e.g. stage coordinates near 1e12) costs qhull its precision and most of the
-    # edges: such coordinates are centred first. Others are triangulated as they are, scaled by a
-    # power of two (exact), so the graph stays squidpy's (ties on grids break the same way).
+
+
+def _centred(coords: np.ndarray) -> np.ndarray:
+    """``coords`` centred when their offset exceeds 100x their extent, else ``coords`` itself."""
     lo, hi = coords.min(axis=0), coords.max(axis=0)
     extent = float(np.max(hi - lo))
     centre = (lo + hi) / 2
-    shifted = coords - centre if np.max(np.abs(centre)) > 100 * extent else coords
-    scale = 2.0 ** -np.round(np.log2(extent)) if extent > 0 else 1.0
-    try:
-        indptr, indices = Delaunay(shifted * scale).vertex_neighbor_vertices
-    except QhullError as exc:
-        raise FuseMapInputError(
-            "the spatial coordinates are degenerate for a Delaunay graph (all on one line, or too few "
-            f"distinct positions: qhull says {str(exc).splitlines()[0]!r}). Check obsm['spatial'], or use "
-            "graph method 'knn' (--graph knn)."
-        ) from exc
-    rows = np.repeat(np.arange(n), np.diff(indptr))
-    lengths = np.linalg.norm(coords[rows] - coords[indices], axis=1)
-    conn = sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr), shape=(n, n))
-    dist = sp.csr_matrix((lengths, indices.copy(), indptr.copy()), shape=(n, n))
-    conn.sort_indices()
-    dist.sort_indices()
-    return conn, dist
+    return coords - centre if np.max(np.abs(centre)) > 100 * extent else coords
 
 
 def _squidpy_build(adata, cfg: GraphConfig, common: dict) -> None:

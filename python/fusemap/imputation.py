@@ -56,6 +56,7 @@ from ._constants import SECTION_COLUMN, SPATIAL_KEY
 from .errors import FuseMapInputError
 from .inference import cell_means, full_graph
 from .model import FuseMap, prepare_sections
+from .neighbors import nearest
 from .sampler import SectionData
 from .io.files import atomic_file, check_target
 from .io.sections import match_model_sections, paths_of, read_sections
@@ -65,7 +66,6 @@ from .vocabulary import GeneVocabulary
 METHODS = ("decoder", "product", "knn", "blend")
 DEFAULT_METHOD = "knn"
 DEFAULT_NEIGHBORS = 50
-EXACT_KNN_MAX = 100_000
 IMPUTATION_UNS = "fusemap_imputation"
 
 IMPUTED_TABLE = "fusemap_imputed"
@@ -179,7 +179,7 @@ def resolve_genes(model: FuseMap, genes: Any) -> tuple[list[str], np.ndarray]:
 # -- the read-out ---------------------------------------------------------------------------------------
 def embedding_neighbors(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """Indices of each cell's ``k`` nearest cells (itself included) in the embedding ``z``."""
-    return neighbors_in(z, z, min(k, len(z)), seed)
+    return nearest(z, z, min(k, len(z)), seed=seed)
 
 
 @torch.no_grad()
@@ -247,7 +247,7 @@ class KnnReadout:
         """Sparse (targets x cells of ``group``) averaging matrix over each target's k neighbours."""
         src_z = np.concatenate([self.embedding(j) for j in group])
         k = min(self.k, len(src_z))
-        idx = neighbors_in(src_z, z_target, k)
+        idx = nearest(src_z, z_target, k)
         n = len(z_target)
         return sp.csr_matrix((np.full(n * k, 1.0 / k, dtype=np.float32), idx.ravel(), np.arange(0, n * k + 1, k)),
                              shape=(n, len(src_z)))
@@ -259,18 +259,6 @@ class KnnReadout:
             where = {int(g): i for i, g in enumerate(np.asarray(self.model.module.panels[j]))}
             parts.append(sp.csr_matrix(self.sources[j].x)[:, [where[int(g)] for g in pos]])
         return sp.vstack(parts, format="csr")
-
-
-def neighbors_in(ref: np.ndarray, query: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Indices of each query row's ``k`` nearest rows of ``ref``: exact up to
-    :data:`EXACT_KNN_MAX` rows of ``ref``, approximate (pynndescent) above."""
-    if len(ref) <= EXACT_KNN_MAX:
-        from sklearn.neighbors import NearestNeighbors
-
-        return NearestNeighbors(n_neighbors=k).fit(ref).kneighbors(query, return_distance=False)
-    import pynndescent
-
-    return pynndescent.NNDescent(ref, n_neighbors=max(k, 15), random_state=seed).query(query, k=k)[0]
 
 
 @torch.no_grad()
@@ -389,7 +377,7 @@ def gene_confidence(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, 
                     if (group, j) not in weights:
                         src_z = np.concatenate([knn.embedding(u) for u in group])[train]
                         k = min(knn.k, len(train))
-                        idx = neighbors_in(src_z, knn.embedding(j)[held], k)
+                        idx = nearest(src_z, knn.embedding(j)[held], k)
                         weights[(group, j)] = sp.csr_matrix(
                             (np.full(idx.size, 1.0 / k, dtype=np.float32), idx.ravel(),
                              np.arange(0, idx.size + 1, k)), shape=(len(held), len(train)))

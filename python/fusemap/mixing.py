@@ -45,7 +45,7 @@ def clusters_at_least(emb: np.ndarray, n_clusters: int, seed: int = 0, refine: i
     is bisected ``refine`` times, so the clusters compared are about as many as asked for, not
     sub-states a coarse step happened to split.
     """
-    from .balance import leiden_labels
+    from .neighbors import leiden_labels
 
     below, lab, res = 0.0, None, RESOLUTIONS[0]
     for res in RESOLUTIONS:
@@ -115,7 +115,7 @@ def integration_check(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seed
     """
     import time
 
-    from .balance import leiden_labels
+    from .neighbors import leiden_labels
 
     names = list(embeddings)
     if len(names) < 2:

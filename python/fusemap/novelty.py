@@ -111,10 +111,10 @@ class Novelty:
 
 
 def _mean_knn_distance(points: np.ndarray, pool: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
-    from sklearn.neighbors import NearestNeighbors
+    from .neighbors import nearest
 
     k = max(1, min(k, len(pool) - int(exclude_self)))
-    dist, _ = NearestNeighbors(n_neighbors=k + int(exclude_self)).fit(pool).kneighbors(points)
+    _, dist = nearest(pool, points, k + int(exclude_self), return_distance=True)
     return dist[:, int(exclude_self):].mean(1)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .._constants import SPATIAL_EMBEDDING
 from ..errors import FuseMapInputError
+from .. import neighbors
 from ._inputs import Pooled, check_positive, expression_frame, labelled, pooled
 
 log = logging.getLogger("fusemap")
@@ -47,27 +48,21 @@ def leiden(embedding: np.ndarray, resolution: float = 0.5, n_neighbors: int = 15
     --------
     >>> labels = fusemap.tl.leiden(adata.obsm["X_fusemap_spatial"], resolution=0.3)  # doctest: +SKIP
     """
-    import scanpy as sc
-
     n = embedding.shape[0]
     if n < 3:
         return np.array(["0"] * n, dtype=object)
-    a = ad.AnnData(np.zeros((n, 0), dtype=np.float32))
-    a.obsm["emb"] = np.asarray(embedding, dtype=np.float32)
-    sc.pp.neighbors(a, use_rep="emb", n_neighbors=min(n_neighbors, n - 1), random_state=seed)
-    return leiden_on_graph(a, resolution, seed)
+    return leiden_on_graph(_graph(embedding, n_neighbors, seed), resolution, seed)
 
 
-def leiden_on_graph(a: ad.AnnData, resolution: float, seed: int) -> np.ndarray:
-    """Leiden labels on the neighbour graph ``sc.pp.neighbors`` stored in ``a`` (the one Leiden
-    call of tl and pl; training's balance weights use :func:`fusemap.balance.leiden_labels`)."""
-    import scanpy as sc
+def _graph(embedding: np.ndarray, n_neighbors: int, seed: int):
+    return neighbors.knn_graph(embedding, min(n_neighbors, embedding.shape[0] - 1), seed, exact=False)
 
-    sc.tl.leiden(a, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=-1,
-                 directed=False, key_added="_leiden")
-    labels = a.obs["_leiden"].astype(str).to_numpy(dtype=object)
-    del a.obs["_leiden"]
-    return labels
+
+def leiden_on_graph(graph, resolution: float, seed: int) -> np.ndarray:
+    """String Leiden labels (iterated to convergence) of a kNN graph: connectivities, or an AnnData
+    holding ``sc.pp.neighbors``' ``obsp['connectivities']`` (:func:`fusemap.neighbors.leiden`)."""
+    conn = graph.obsp["connectivities"] if isinstance(graph, ad.AnnData) else graph
+    return neighbors.leiden(conn, resolution, seed, n_iterations=-1).astype(str).astype(object)
 
 
 def leiden_n_clusters(embedding: np.ndarray, n_clusters: int, n_neighbors: int = 15, seed: int = 0,
@@ -107,14 +102,10 @@ def leiden_n_clusters(embedding: np.ndarray, n_clusters: int, n_neighbors: int =
     --------
     >>> labels, res = fusemap.tl.leiden_n_clusters(emb, 4)  # doctest: +SKIP
     """
-    import scanpy as sc
-
     n = embedding.shape[0]
     if n_clusters >= n:
         raise FuseMapInputError(f"n_regions={n_clusters} must be below the number of cells ({n}).")
-    a = ad.AnnData(np.zeros((n, 0), dtype=np.float32))
-    a.obsm["emb"] = np.asarray(embedding, dtype=np.float32)
-    sc.pp.neighbors(a, use_rep="emb", n_neighbors=min(n_neighbors, n - 1), random_state=seed)
+    a = _graph(embedding, n_neighbors, seed)
     lo, hi = 0.0, 1.0
     best: tuple[int, np.ndarray, float] | None = None
     # grow the upper bound until it gives enough clusters
