@@ -21,6 +21,17 @@ Layers, each importing only from those below it:
   :mod:`~fusemap.balance`, :mod:`~fusemap.errors`.
 """
 
+import os as _os
+import sys as _sys
+
+# OpenMP threads that wait for each other by sleeping instead of spinning: on a machine whose cores
+# other processes also use, spinning threads burn the time slices their partners need: beside four
+# busy processes on 2 cores an epoch took 26x its quiet time, 3.1x when sleeping (quiet: no
+# difference; benchmarks/performance/results/contention.csv). libgomp reads this once, when torch loads it,
+# so it only takes effect when fusemap is imported before torch; a value the user set wins.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from ._constants import VERSION as __version__  # noqa: E402
 
 from ._constants import CELL_EMBEDDING, SPATIAL_EMBEDDING  # noqa: E402

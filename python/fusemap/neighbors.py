@@ -15,6 +15,9 @@ hand-written copy, so the libraries are used.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -51,8 +54,23 @@ def knn_graph(emb: np.ndarray, n_neighbors: int = 15, seed: int = 0, exact: bool
     a = ad.AnnData(np.zeros((x.shape[0], 0), dtype=np.float32))
     a.obsm["emb"] = x
     k = int(min(n_neighbors, max(x.shape[0] - 1, 2)))
-    sc.pp.neighbors(a, use_rep="emb", n_neighbors=k, random_state=seed, transformer="sklearn" if exact else None)
+    with _torch_threads_kept():
+        sc.pp.neighbors(a, use_rep="emb", n_neighbors=k, random_state=seed,
+                        transformer="sklearn" if exact else None)
     return sp.csr_matrix(a.obsp["connectivities"])
+
+
+@contextlib.contextmanager
+def _torch_threads_kept():
+    """UMAP's numba kernels share the OpenMP runtime with torch and set its thread count to all
+    cores; the caller's ``torch.set_num_threads`` (training's, a user's) is put back afterwards."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if threads is not None:
+            torch.set_num_threads(threads)
 
 
 def leiden(conn: sp.spmatrix, resolution: float, seed: int, n_iterations: int = 2) -> np.ndarray:

@@ -364,15 +364,11 @@ class Trainer:
             n_q, n_r = len(self.sections), len(self.fixed.cell)
             query, ref = list(range(n_q)), list(range(n_q, n_q + n_r))
             partners = [ref] * n_q + [query] * n_r
-        threads = torch.get_num_threads()
         wc, summary = balance_weights(cells, rule=self.t.balance_rule, resolution=self.t.balance_resolution,
                                       low=self.t.balance_low, high=self.t.balance_high,
                                       floor=self.t.balance_floor, seed=self.t.seed, partners=partners)
         if by_novelty:
             self._query_weights_from_novelty(wc, summary, [e[0] for e in embs])
-        # scanpy's neighbour search (numba, sharing the OpenMP runtime) resets the thread count to
-        # all cores; phase 2 keeps the caller's torch.set_num_threads
-        torch.set_num_threads(threads)
         self.balance = wc[:len(self.sections)]
         if self.fixed is not None:
             self.fixed.weights = wc[len(self.sections):]
