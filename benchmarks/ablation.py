@@ -53,6 +53,9 @@ VARIANTS: dict[str, dict] = {
     "mmd_1": {"mmd_weight": 1.0},
     "mmd_5": {"mmd_weight": 5.0},
     "mmd_20": {"mmd_weight": 20.0},
+    "plateau_p1": {"plateau_pretrain": 0.01},
+    "plateau_both": {"plateau_pretrain": 0.01, "plateau_balanced": 0.01},
+    "plateau_mid": {"plateau_pretrain": 0.01, "plateau_balanced": 0.005},
     "paper_like": {"balance": True, "section_gene_bias": False, "cell_recon_weight": 0.0,
                    "adversarial_loss": "reverse"},
 }

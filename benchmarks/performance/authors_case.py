@@ -54,11 +54,27 @@ def knn_transfer(path: Path, label: str, first_file: str, max_cells: int = 20_00
     return float((clf.predict(zt) == lt).mean())
 
 
+def save_embeddings(out: Path, target: str) -> None:
+    """The package's cell and spatial embeddings with each cell's section (file) and labels, rows
+    matched by cell name, for time_to_quality.py to score with the same code as ours."""
+    import anndata as ad
+    import numpy as np
+
+    cell = ad.read_h5ad(out / "ad_celltype_embedding.h5ad")
+    spatial = ad.read_h5ad(out / "ad_tissueregion_embedding.h5ad")
+    spatial = spatial[cell.obs_names]
+    obs = cell.obs
+    cols = {k: np.asarray(obs[k].astype(str), dtype="U") for k in ("cell_type", "region") if k in obs}
+    np.savez(target, cell=np.asarray(cell.X, dtype=np.float32), spatial=np.asarray(spatial.X, dtype=np.float32),
+             section=np.asarray(obs["file_name"].astype(str), dtype="U"), **cols)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("data", help="folder of .h5ad sections")
     p.add_argument("--epochs", type=int, default=0, help="fixed epochs per phase (0: package defaults)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--save", default="", help="also write the embeddings (.npz) for scoring outside this process")
     a = p.parse_args()
     import warnings
 
@@ -114,6 +130,8 @@ def main() -> None:
         quality = {f"knn_{label}": knn_transfer(out / fname, label, files[0].name)
                    for fname, label in (("ad_celltype_embedding.h5ad", "cell_type"),
                                         ("ad_tissueregion_embedding.h5ad", "region"))}
+        if a.save:
+            save_embeddings(out, a.save)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     n_ep = epochs["pretrain"] + epochs["final"]

@@ -143,6 +143,16 @@ class TrainConfig:
     """Epochs without improvement of the validation loss before a phase stops."""
     min_delta: float = 1e-3
     """Relative improvement of the validation loss that counts as improvement."""
+    plateau_pretrain: float = 0.0
+    """Phase 1 (pretraining, or the only phase) also ends once its best validation loss has improved by less than this
+    fraction over the last ``plateau_window`` epochs (0: only ``patience`` ends it). The loss creeps
+    down long after the embedding stops changing: on the STARmap mosaic kNN label transfer and
+    section mixing stopped rising after ~60 of phase 1's 152 epochs
+    (benchmarks/performance/results/time_to_quality_starmap_mosaic.csv)."""
+    plateau_balanced: float = 0.0
+    """The same rule for phase 2 (the balanced phase)."""
+    plateau_window: int = 10
+    """Epochs over which ``plateau_pretrain`` / ``plateau_balanced`` compare the best validation loss."""
     restore_best: bool = True
     """At the end of a phase, go back to the weights of its best validation epoch."""
     adversarial: bool = True
@@ -398,6 +408,9 @@ class FuseMapConfig:
             (t.lr > 0 and t.disc_lr > 0, "lr/disc_lr", (t.lr, t.disc_lr), "positive numbers"),
             (0 < t.val_fraction < 0.5, "val_fraction", t.val_fraction, "a number in (0, 0.5)"),
             (t.patience >= 1, "patience", t.patience, "an integer >= 1"),
+            (0 <= t.plateau_pretrain < 1 and 0 <= t.plateau_balanced < 1, "plateau_pretrain/plateau_balanced",
+             (t.plateau_pretrain, t.plateau_balanced), "numbers in [0, 1)"),
+            (t.plateau_window >= 1, "plateau_window", t.plateau_window, "an integer >= 1"),
             (t.adversarial_loss in ("confusion", "reverse"), "adversarial_loss", t.adversarial_loss,
              "'confusion' or 'reverse'"),
             (t.adv_ratio >= 0, "adv_ratio", t.adv_ratio, "a number >= 0"),

@@ -397,6 +397,17 @@ class Trainer:
             summary["downweighted_cell_fraction"][i] = float(low.mean())
         summary["query_rule"] = "novelty"
 
+    def _on_plateau(self) -> bool:
+        """The phase's best validation loss improved by less than its plateau fraction over the last
+        ``plateau_window`` epochs (read from the history, so a resumed run decides the same)."""
+        s, w = self.state, self.t.plateau_window
+        delta = self.t.plateau_pretrain if s.phase == PHASE_PRETRAIN else self.t.plateau_balanced
+        if delta <= 0 or s.epoch <= w:
+            return False
+        vals = [h["val_loss"] for h in self.history if h["phase"] == s.phase][-s.epoch:]
+        before, now = min(vals[:-w]), min(vals)
+        return math.isfinite(before) and now > before * (1 - delta)
+
     def _end_phase(self, stopped_early: bool) -> None:
         s = self.state
         if self.t.restore_best and self.best_state is not None:
@@ -463,7 +474,7 @@ class Trainer:
                 self.history.append({"phase": s.phase, "epoch": s.epoch, **logs, "val_loss": val,
                                      "lambda_dis": s.lambda_dis, "seconds": dt})
                 phase, epoch, ended = s.phase, s.epoch, None
-                if s.bad_epochs >= self.t.patience:
+                if s.bad_epochs >= self.t.patience or self._on_plateau():
                     self._end_phase(stopped_early=True)
                     ended = "early"
                 elif s.epoch >= self.t.max_epochs:

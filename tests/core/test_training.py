@@ -68,6 +68,38 @@ def test_early_stopping_acts(sim_sections):
     assert st.stopped_early == [True]
 
 
+def test_plateau_rule_ends_a_phase_when_the_windowed_improvement_is_small(sim_sections):
+    """plateau_pretrain / plateau_balanced end a phase once its best validation loss improved by less
+    than the fraction over the last plateau_window epochs."""
+    settings = {**FAST, "max_epochs": 30, "patience": 100, "plateau_window": 3}
+    # a window of 3 epochs that must improve the best loss by 90 %: a phase ends at epoch 4
+    on = FuseMap(sim_sections, **{**settings, "plateau_pretrain": 0.9})
+    on.train()
+    assert on.train_state.epochs_per_phase == [4, 30]
+    assert on.train_state.stopped_early == [True, False]
+    both = FuseMap(sim_sections, **{**settings, "plateau_pretrain": 0.9, "plateau_balanced": 0.9})
+    both.train()
+    assert both.train_state.epochs_per_phase == [4, 4]
+    # the rule on the recorded losses of a run without it (same seed: same losses up to the stop):
+    # the stop is the first epoch e > window whose best loss is above (1 - delta) x the best loss
+    # of the epochs before e - window
+    one = {**settings, "balance": False}
+    off = FuseMap(sim_sections, **one)
+    off.train()
+    v = off.history_frame()["val_loss"].to_numpy()
+    assert len(v) == 30
+    stops = []
+    for delta in (0.05, 0.005):
+        stop = next((e for e in range(4, 31) if v[:e].min() > v[:e - 3].min() * (1 - delta)), 30)
+        run = FuseMap(sim_sections, **{**one, "plateau_pretrain": delta})
+        run.train()
+        assert run.train_state.epochs_per_phase == [stop]
+        stops.append(stop)
+    assert stops[0] < stops[1]  # a smaller fraction trains longer
+    with pytest.raises(fusemap.FuseMapInputError, match="plateau_pretrain"):
+        FuseMap(sim_sections, **{**FAST, "plateau_pretrain": 1.5})
+
+
 def test_restore_best_returns_best_validation_weights(sim_sections):
     model = FuseMap(sim_sections, **{**FAST, "max_epochs": 6, "patience": 100, "balance": False})
     model.train()
