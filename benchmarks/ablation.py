@@ -53,6 +53,7 @@ VARIANTS: dict[str, dict] = {
     "mmd_1": {"mmd_weight": 1.0},
     "mmd_5": {"mmd_weight": 5.0},
     "mmd_20": {"mmd_weight": 20.0},
+    "no_plateau": {"plateau_pretrain": 0.0},
     "plateau_p1": {"plateau_pretrain": 0.01},
     "plateau_both": {"plateau_pretrain": 0.01, "plateau_balanced": 0.01},
     "plateau_mid": {"plateau_pretrain": 0.01, "plateau_balanced": 0.005},
@@ -175,7 +176,8 @@ def report(out: Path) -> Path:
              "every section (`fusemap.mixing`). Imputation: mean Pearson R over masked (section, gene) pairs. "
              "Harmony's spatial embedding is Harmony averaged over Delaunay neighbours; its imputation is the "
              "15-NN mean in Harmony space. Settings of each variant are in the JSON lines (`settings`). Machine: 2 "
-             "CPU cores (AMD EPYC, AVX2, no native bf16), load in the JSON lines.", ""]
+             "CPU cores (AMD EPYC, AVX2, no native bf16: float32) unless a variant's note names another; load "
+             "in the JSON lines.", ""]
     for case, rows in runs.groupby("case", sort=False):
         cols = [(c, n) for c, n in REPORT_COLUMNS if c in rows and rows[c].notna().any()]
         lines += [f"## {case}", "", "| variant | seeds | " + " | ".join(n for _, n in cols) + " |",

@@ -75,7 +75,7 @@ def test_precision_option_is_checked():
 
 def test_bfloat16_training_learns_and_reads_out_float32(sim_sections, monkeypatch):
     # without the MMD term, which slows reconstruction in the first epochs (test_training)
-    kw = {**FAST, "max_epochs": 15, "patience": 100, "balance": False, "mmd_weight": 0.0}
+    kw = {**FAST, "max_epochs": 15, "patience": 100, "plateau_pretrain": 0.0, "balance": False, "mmd_weight": 0.0}
     flags = []
     forward = FuseMapModule.forward
 

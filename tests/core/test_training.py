@@ -14,7 +14,7 @@ from conftest import FAST
 
 def test_reconstruction_loss_falls(sim_sections):
     # the MMD term (on by default) slows reconstruction in the first epochs; measured here alone
-    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 15, "patience": 100, "balance": False,
+    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 15, "patience": 100, "plateau_pretrain": 0.0, "balance": False,
                                      "mmd_weight": 0.0})
     model.train()
     h = model.history_frame()
@@ -25,7 +25,7 @@ def test_reconstruction_loss_falls(sim_sections):
 
 
 def test_mmd_term_falls_and_is_logged(sim_sections):
-    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 15, "patience": 100, "balance": False})
+    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 15, "patience": 100, "plateau_pretrain": 0.0, "balance": False})
     model.train()
     h = model.history_frame()
     assert h["mmd"].iloc[-3:].mean() < 0.7 * h["mmd"].iloc[:2].mean()
@@ -71,7 +71,8 @@ def test_early_stopping_acts(sim_sections):
 def test_plateau_rule_ends_a_phase_when_the_windowed_improvement_is_small(sim_sections):
     """plateau_pretrain / plateau_balanced end a phase once its best validation loss improved by less
     than the fraction over the last plateau_window epochs."""
-    settings = {**FAST, "max_epochs": 30, "patience": 100, "plateau_window": 3}
+    settings = {**FAST, "max_epochs": 30, "patience": 100, "plateau_window": 3, "plateau_pretrain": 0.0,
+                "plateau_balanced": 0.0}
     # a window of 3 epochs that must improve the best loss by 90 %: a phase ends at epoch 4
     on = FuseMap(sim_sections, **{**settings, "plateau_pretrain": 0.9})
     on.train()
