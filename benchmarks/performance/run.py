@@ -75,6 +75,8 @@ def data_folder(name: str) -> Path:
     if name == "starmap_mosaic":
         masked, _ = datasets.starmap_mosaic(n_shared=40, n_per_section=100, seed=0)
         _write_sections(masked, folder)
+    elif name == "xenium_capture":  # one Xenium tissue in three pseudo-sections thinned to 90/50/30 %
+        _write_sections(datasets.xenium_capture(), folder)
     elif name.startswith("sim_"):
         n = int(name.split("_")[1])
         print(f"[bench-perf] simulating {n} cells (8 sections, 500-gene panels)", flush=True)

@@ -167,15 +167,18 @@ def time_to_reach(points, metric: str, target: float) -> float:
 
 def report(df, data_name: str) -> list[dict]:
     """Per variant of ours and per metric: seconds each needs to reach the authors' final score."""
+    import pandas as pd
+
     auth = df[df.method == "authors"].to_dict("records")
     target = df[(df.method == "authors") & (df.point == "default")].iloc[0]
+    metrics = tuple(m for m in METRICS if m in df and pd.notna(target[m]))  # a case without regions has two
     rows = []
     for name in [m for m in dict.fromkeys(df.method) if m != "authors"]:
         d = df[df.method == name]
         ours = d.to_dict("records")
         final = d.sort_values("seconds").iloc[-1]
-        for m in METRICS + ("all three",):
-            ms = METRICS if m == "all three" else (m,)
+        for m in metrics + ("all",):
+            ms = metrics if m == "all" else (m,)
             to = max(time_to_reach(ours, k, target[k]) for k in ms)
             ta = max(time_to_reach(auth, k, target[k]) for k in ms)
             rows.append({"data": data_name, "ours": name, "params": final.get("params", "{}"), "metric": m,
@@ -193,8 +196,10 @@ def plot(df, path: Path, data_name: str) -> None:
     import matplotlib.pyplot as plt
 
     target = df[(df.method == "authors") & (df.point == "default")].iloc[0]
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.4))
-    for ax, m in zip(axes, METRICS):
+    metrics = [m for m in METRICS if m in df and df[m].notna().any()]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    axes = axes[0]
+    for ax, m in zip(axes, metrics):
         for meth in dict.fromkeys(df.method):
             d = df[df.method == meth].sort_values("seconds")
             label = "FuseMap 1.1.3 (authors)" if meth == "authors" else f"FuseMap (ours): {meth}"
