@@ -30,8 +30,9 @@
 #'
 #' Options of the Python training pass through \code{...} with R names: a dot
 #' in an R name is an underscore in Python (\code{max.epochs} is
-#' \code{max_epochs}). Common ones: \code{max.epochs} (300), \code{n.latent}
-#' (64), \code{n.hidden} (512), \code{seed} (0), \code{method} (spatial graph:
+#' \code{max_epochs}). Common ones: \code{max.epochs} (300 per phase; phase 1
+#' also ends when its validation loss improves by less than \code{plateau.pretrain}, 1 \%,
+#' over 10 epochs), \code{n.latent} (64), \code{n.hidden} (512), \code{seed} (0), \code{method} (spatial graph:
 #' \code{"delaunay"}, \code{"knn"} or \code{"radius"}), \code{max.edge.length},
 #' \code{spatial.mode} (\code{"aggregate"} or \code{"gcn"}), \code{device}
 #' (\code{"auto"}, \code{"cpu"}, \code{"cuda"}), \code{normalized} (input is
