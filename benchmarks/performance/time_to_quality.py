@@ -38,7 +38,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from measure import RESULT_TAG  # noqa: E402
+from measure import RESULT_TAG, run_measured  # noqa: E402
 from run import AUTHORS_PY, OURS_PY, RESULTS, WORK, _machine, data_folder  # noqa: E402
 
 METRICS = ("knn_cell_type", "knn_region", "ilisi_cell")
@@ -56,6 +56,7 @@ def ours_worker(data: Path, out: Path, every: float, params: dict, name: str) ->
     out.mkdir(parents=True, exist_ok=True)
     secs = [ad.read_h5ad(f) for f in sorted(data.glob("*.h5ad"))]
     model = fusemap.FuseMap(secs, progress=False, **params)
+    obs = _obs_arrays(secs, model)
     paused = [0.0]
     points: list[dict] = []
 
@@ -68,7 +69,7 @@ def ours_worker(data: Path, out: Path, every: float, params: dict, name: str) ->
         embs = [embed_section(model.module, i, d, model.device) for i, d in enumerate(model.data)]
         path = out / f"{name}_{len(points):03d}.npz"
         np.savez(path, cell=np.concatenate([e[0] for e in embs]), spatial=np.concatenate([e[1] for e in embs]),
-                 **_obs_arrays(secs, model))
+                 **obs)
         points.append({"seconds": t, "epochs": epochs, "point": label, "file": str(path)})
         paused[0] += time.perf_counter() - p0
 
@@ -98,14 +99,11 @@ def _obs_arrays(secs, model) -> dict:
 
 # -- runs ---------------------------------------------------------------------------------------------
 def _result(cmd: list[str], log: Path) -> dict:
-    import subprocess
-
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=fh, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {log}")
-    return json.loads(lines[-1][len(RESULT_TAG):])
+    """``measure.run_measured`` (the benchmark's one way to run a case); its RESULT json and wall time."""
+    run = run_measured(cmd, log_path=log)
+    if run["returncode"] != 0 or not run["result"]:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {run['returncode']}); see {log}")
+    return {**run["result"], "process_wall_s": run["wall_s"]}
 
 
 def run_ours(data: Path, work: Path, every: float, params: dict, name: str) -> list[dict]:
@@ -124,11 +122,10 @@ def run_authors(data: Path, work: Path, budgets: list[int]) -> list[dict]:
     points = []
     for e in budgets + [0]:  # 0: the package's defaults (its own stopping rule)
         path = work / f"authors_{e:03d}.npz"
-        t0 = time.perf_counter()
         res = _result([str(AUTHORS_PY), str(HERE / "authors_case.py"), str(data), "--epochs", str(e),
                        "--save", str(path)], work / f"authors_{e:03d}.log")
         print(f"[ttq] authors, {'default' if e == 0 else f'{e} epochs per phase'}: "
-              f"{res['pipeline_s']:.1f} s ({time.perf_counter() - t0:.1f} s with start-up)", flush=True)
+              f"{res['pipeline_s']:.1f} s ({res['process_wall_s']:.1f} s with start-up)", flush=True)
         points.append({"method": "authors", "seconds": res["pipeline_s"], "epochs": res["epochs"],
                        "point": "default" if e == 0 else f"{e} epochs per phase", "file": str(path),
                        "load_avg": os.getloadavg()[0]})
