@@ -57,6 +57,8 @@ VARIANTS: dict[str, dict] = {
     "plateau_p1": {"plateau_pretrain": 0.01},
     "plateau_both": {"plateau_pretrain": 0.01, "plateau_balanced": 0.01},
     "plateau_mid": {"plateau_pretrain": 0.01, "plateau_balanced": 0.005},
+    "mmd_50": {"mmd_weight": 50.0},
+    "no_shift": {"shift_sections": False},
     "paper_like": {"balance": True, "section_gene_bias": False, "cell_recon_weight": 0.0,
                    "adversarial_loss": "reverse"},
 }

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 

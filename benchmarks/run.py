@@ -19,8 +19,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 
 from . import cases as case_builders
 from .methods import METHODS

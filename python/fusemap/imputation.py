@@ -232,7 +232,8 @@ class KnnReadout:
     def embedding(self, section: int) -> np.ndarray:
         if section not in self._z:
             d = self.sources[section]
-            self._z[section] = cell_means(self.model.module, section, d.x, self.model.device).cpu().numpy()
+            z = cell_means(self.model.module, section, d.x, self.model.device).cpu().numpy()
+            self._z[section] = z + self.model.section_shift(section)  # the embedding users see
         return self._z[section]
 
     def groups(self, pos: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
@@ -303,7 +304,7 @@ def iter_impute(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, meth
         n = t.data.n_obs
         h = _readout_input(model, t, model_method, neighbors, chunk_size)
         bias = _offsets(model, t, pos) if model_method == "decoder" else None
-        z_t = cell_means(model.module, t.index, t.data.x, model.device).cpu().numpy() if knn else None
+        z_t = knn.embedding(t.index) if knn else None
         weights: dict[tuple[int, ...], Any] = {}
         for g0 in range(0, len(pos), gene_chunk_size):
             gpos = pos[g0:g0 + gene_chunk_size]

@@ -285,9 +285,11 @@ def map_query(model_or_dir: Any, query: Any, section_key: str | None = None, *, 
         module=core, device=device, adversarial=ref.adversarial,
         sections=SectionSet(list(ref.section_names) + list(qsec.names), list(ref.sections.adatas) + list(qsec.adatas)),
         data=list(ref.data) + qdata, warnings=issued, history=[{"stage": "map_query", **h} for h in history],
-        train_state=trainer.state, embeddings=embs,
-        novelty=novelty_scores([ref_emb[n].cell for n in ref.section_names],
-                               np.concatenate([embs[d.name].cell for d in qdata]), seed=cfg.train.seed))
+        train_state=trainer.state, embeddings=embs)
+    mapped._set_shifts([i.get("role") == "query" for i in mapped.section_info])  # the reference stays
+    embs = mapped.embeddings()
+    mapped.novelty = novelty_scores([ref_emb[n].cell for n in ref.section_names],
+                                    np.concatenate([embs[d.name].cell for d in qdata]), seed=cfg.train.seed)
     mapped.train_state.novelty = {**mapped.novelty.record(), "sentence": mapped.novelty.sentence()}
     log.info("mapped %d query section(s) onto %d reference section(s); %d new gene(s)",
              len(qdata), len(ref.section_names), len(vocab) - len(ref.vocabulary))

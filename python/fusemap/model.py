@@ -312,7 +312,9 @@ class FuseMap:
         Phase 1 trains with adversarial (and, with ``mmd_phase='both'``, MMD) alignment; then each
         section's cells are clustered and clusters without a counterpart in another section are
         down-weighted, so that alignment does not force a section's unique cell types onto other
-        sections' types; phase 2 trains with these weights. With ``balance=False``,
+        sections' types; phase 2 trains with these weights. Finally each section's embeddings
+        are moved by one vector onto the other sections (``shift_sections``, :meth:`section_shift`).
+        With ``balance=False``,
         ``adversarial=False`` or a single section there is one phase. Each phase stops early when
         the validation loss stops improving (``patience``) and restores its best weights. The seed
         (``config.train.seed``) makes the result reproducible; the caller's random state is left
@@ -359,8 +361,56 @@ class FuseMap:
             self.history = trainer.fit(resume=resume, callback=callback)
         self.train_state = trainer.state
         self._embeddings = None
+        self._set_shifts([True] * len(self.data))
         self.check_mixing()
         return self
+
+    def _set_shifts(self, movable: list[bool]) -> None:
+        """Estimate the ``movable`` sections' shifts (:mod:`fusemap.shift`) against the others as
+        they are, keep them in ``section_info`` (saved with the model) and apply them to the cached
+        embeddings; without ``shift_sections`` the movable sections keep no shift."""
+        from .shift import mnn_shifts
+
+        for i, info in enumerate(self.section_info):
+            if movable[i]:
+                info.pop("shift", None)  # cached embeddings of movable sections are unshifted
+        if not self.config.train.shift_sections or len(self.section_info) < 2 or not any(movable):
+            return
+        embs = self.embeddings()
+        names = self.section_names
+        cells = [embs[n].cell for n in names]
+        shifts = mnn_shifts(cells, movable, seed=self.config.train.seed)
+        spread = float(np.sqrt(np.concatenate(cells).var(0).sum()))
+        moved = []
+        for i, (name, info) in enumerate(zip(names, self.section_info)):
+            if movable[i]:
+                info["shift"] = [float(v) for v in shifts[i]]
+                e = embs[name]
+                self._embeddings[name] = SectionEmbedding(e.cell + shifts[i], e.spatial + shifts[i])
+                moved.append(f"{name} {np.linalg.norm(shifts[i]) / max(spread, 1e-12):.1%}")
+        log.info("section shifts (share of the embedding's spread): %s", ", ".join(moved))
+
+    def section_shift(self, section: int) -> np.ndarray:
+        """The translation added to section ``section``'s embeddings (zeros when none was set).
+
+        Parameters
+        ----------
+        section
+            Index of the section in ``section_info``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``n_latent`` float32 values.
+
+        Examples
+        --------
+        >>> model.section_shift(0).shape  # doctest: +SKIP
+        (64,)
+        """
+        shift = self.section_info[section].get("shift")
+        k = self.config.model.n_latent
+        return np.zeros(k, dtype=np.float32) if shift is None else np.asarray(shift, dtype=np.float32)
 
     def check_mixing(self) -> dict | None:
         """How many sections share each Leiden cluster of the embeddings (:func:`fusemap.mixing.
@@ -447,7 +497,8 @@ class FuseMap:
         """Cell and spatial embeddings of every section, computed over whole graphs.
 
         Computed once and cached until the model changes (training, attaching data). Embeddings
-        are posterior means: the same cell always gets the same embedding.
+        are posterior means plus the section's shift (:meth:`section_shift`): the same cell always
+        gets the same embedding.
 
         Returns
         -------
@@ -472,7 +523,8 @@ class FuseMap:
             self._embeddings = {}
             for i, d in enumerate(self.data):
                 zc, zt = embed_section(self.module, i, d, self.device)
-                self._embeddings[d.name] = SectionEmbedding(zc, zt)
+                shift = self.section_shift(i)
+                self._embeddings[d.name] = SectionEmbedding(zc + shift, zt + shift)
         return self._embeddings
 
     def gene_embedding(self) -> pd.DataFrame:

@@ -36,7 +36,9 @@
 #' \code{"delaunay"}, \code{"knn"} or \code{"radius"}), \code{max.edge.length},
 #' \code{spatial.mode} (\code{"aggregate"} or \code{"gcn"}), \code{device}
 #' (\code{"auto"}, \code{"cpu"}, \code{"cuda"}), \code{normalized} (input is
-#' already log-normalised). An unknown name is an error that lists them all.
+#' already log-normalised), \code{shift.sections} (\code{TRUE}: after training each
+#' section's embeddings move by one vector so that matched cells across sections
+#' coincide on average). An unknown name is an error that lists them all.
 #'
 #' @param x A \code{SpatialExperiment}, or a list of them; elements may be
 #'   \code{SingleCellExperiment}s without coordinates (single-cell references,

@@ -210,3 +210,17 @@ def test_novelty_aware_mapping_pretrains_without_alignment(reference, sim3):
     assert "disc" not in m.history[0] and m.history[0]["phase"] == 1
     assert any(h["phase"] == 2 and {"recon", "disc", "adv_cell"} <= set(h) for h in m.history)
     assert m.train_state.balance_summary["query_rule"] == "novelty"
+
+
+def test_mapping_shifts_the_query_only(reference, mapped):
+    m, _, _ = mapped
+    for i, name in enumerate(reference.section_names):  # the reference keeps its shifts and embeddings
+        assert np.array_equal(m.section_shift(i), reference.section_shift(i))
+        assert np.array_equal(m.embeddings()[name].cell, reference.embeddings()[name].cell)
+    q = m.section_names.index("sim_section_2")
+    assert np.abs(m.section_shift(q)).max() > 0
+    from fusemap.inference import embed_section
+
+    zc, zt = embed_section(m.module, q, m.data[q], m.device)
+    assert np.allclose(m.embeddings()["sim_section_2"].cell, zc + m.section_shift(q), atol=1e-6)
+    assert np.allclose(m.embeddings()["sim_section_2"].spatial, zt + m.section_shift(q), atol=1e-6)
