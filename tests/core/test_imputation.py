@@ -59,10 +59,18 @@ def test_measured_genes_correlate_with_the_measurement(model, sections):
     assert dec.var["measured_in"].eq(name).all()
 
 
+def _unshifted(model, i):
+    """The networks' own embeddings of section ``i`` (what the decoder was trained on): the model's
+    embeddings less the section's shift."""
+    e = model.embeddings()[model.section_names[i]]
+    return e.cell - model.section_shift(i), e.spatial - model.section_shift(i)
+
+
 def test_product_is_cell_embedding_times_gene_embedding(model):
     name = model.section_names[1]
     imp = fusemap.impute(model, name, None, method="product", neighbors=1)
-    expected = model.embeddings()[name].cell @ model.gene_embedding().to_numpy().T
+    assert np.abs(model.section_shift(1)).max() > 0  # the read-outs below must not see it
+    expected = _unshifted(model, 1)[0] @ model.gene_embedding().to_numpy().T
     np.testing.assert_allclose(imp.X, expected, rtol=1e-4, atol=1e-4)
     assert imp.X.min() < 0  # no ReLU in the plain product
     assert imp.uns["fusemap_imputation"]["method"] == "product"
@@ -73,7 +81,7 @@ def test_decoder_readout_is_relu_of_smoothed_spatial_embedding(model):
     name = model.section_names[i]
     imp = fusemap.impute(model, name, None, neighbors=1, method="decoder")
     a = model.data[i].a_hat.toarray()
-    zt = model.embeddings()[name].spatial
+    zt = _unshifted(model, i)[1]
     h = a @ zt  # graph decoder of spatial_mode='aggregate'
     E = model.gene_embedding().to_numpy()
     bias = np.zeros(len(model.vocabulary), dtype=np.float32)
@@ -91,9 +99,9 @@ def test_neighbour_averaging_of_the_readout_input(model):
     i = 1
     name = model.section_names[i]
     imp = fusemap.impute(model, name, None, neighbors=20, method="decoder")
-    zc = model.embeddings()[name].cell
+    zc, zt = _unshifted(model, i)
     idx = NearestNeighbors(n_neighbors=20).fit(zc).kneighbors(zc, return_distance=False)
-    h = (model.data[i].a_hat @ model.embeddings()[name].spatial)[idx].mean(1)
+    h = (model.data[i].a_hat @ zt)[idx].mean(1)
     bias = np.zeros(len(model.vocabulary), dtype=np.float32)
     bias[model.module.panels[i].numpy()] = model.module.gene_bias[i].detach().numpy()
     expected = np.maximum(h @ model.gene_embedding().to_numpy().T + bias, 0)
