@@ -168,7 +168,8 @@ REPORT_COLUMNS = [
 
 def report(out: Path) -> Path:
     """``ABLATION.md`` from ``ablation.jsonl`` and ``baselines.jsonl``: one table per case, variants as
-    rows (mean over seeds, with the number of seeds), Harmony on the shared genes first."""
+    rows (mean over seeds, ± their standard deviation where there are several, with the number of
+    seeds), Harmony on the shared genes first."""
     runs = pd.read_json(out / "ablation.jsonl", lines=True)
     base = pd.read_json(out / "baselines.jsonl", lines=True) if (out / "baselines.jsonl").exists() else pd.DataFrame()
     lines = ["# Ablations of our FuseMap on the development cases", "",
@@ -193,7 +194,8 @@ def report(out: Path) -> Path:
             lines.append("| Harmony (shared genes) | 1 | " + " | ".join(vals) + " |")
         notes = []
         for variant, g in rows.groupby("variant", sort=False):
-            vals = [f"{g[c].mean():.3f}" if g[c].notna().any() else "" for c, _ in cols]
+            vals = [(f"{g[c].mean():.3f}" + (f" ± {g[c].std():.3f}" if g[c].notna().sum() > 1 else ""))
+                    if g[c].notna().any() else "" for c, _ in cols]
             lines.append(f"| {variant} | {len(g)} | " + " | ".join(vals) + " |")
             settings = g["settings"].iloc[0]
             note = g["note"].dropna().iloc[0] if "note" in g and g["note"].notna().any() else ""
