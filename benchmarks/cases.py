@@ -86,6 +86,8 @@ class CaseInfo:
     labels: dict[str, str] = field(default_factory=lambda: {"cell": "cell_type", "spatial": "region"})
     technology: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    role: str = "development"  # or "report": never used to choose a default
+    no_coordinates: list[str] = field(default_factory=list)  # sections without coordinates
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))
@@ -103,7 +105,8 @@ def _clean(a: ad.AnnData, name: str, technology: str) -> ad.AnnData:
     b.obs["section"] = pd.Categorical([name] * a.n_obs)
     for key in ("cell_type", "region"):
         b.obs[key] = pd.Categorical(a.obs[key].astype(str).to_numpy())
-    b.obsm["spatial"] = np.asarray(a.obsm["spatial"], dtype=np.float64)[:, :2]
+    if "spatial" in a.obsm:  # a dissociated single-cell reference has none
+        b.obsm["spatial"] = np.asarray(a.obsm["spatial"], dtype=np.float64)[:, :2]
     b.uns["technology"] = technology
     return b
 
@@ -176,19 +179,32 @@ def niche_labels(xy: np.ndarray, cell_type: np.ndarray, n_niches: int, k: int = 
     """Tissue-niche label of each cell: k-means (``n_niches``) of the cell-type composition of its
     ``k`` nearest cells in space (itself included). The rule that gives a region label to a tissue
     whose source has none; computed on the whole tissue before it is split."""
+    return joint_niche_labels([(xy, cell_type)], n_niches, k, seed)[0]
+
+
+def joint_niche_labels(tissues: list[tuple[np.ndarray, np.ndarray]], n_niches: int, k: int = 20,
+                       seed: int = 0) -> list[np.ndarray]:
+    """:func:`niche_labels` for several tissues at once: one k-means over the pooled composition
+    vectors, so a niche means the same cell-type mixture in every tissue (the cell types must be
+    harmonised first). Each tissue's neighbours are its own cells."""
     from scipy.spatial import cKDTree
     from sklearn.cluster import KMeans
 
-    types, codes = np.unique(cell_type, return_inverse=True)
-    _, idx = cKDTree(xy).query(xy, k=k)
-    comp = np.zeros((len(xy), len(types)))
-    np.add.at(comp, (np.repeat(np.arange(len(xy)), k), codes[idx].ravel()), 1.0 / k)
-    lab = KMeans(n_niches, n_init=10, random_state=seed).fit_predict(comp)
+    types = np.unique(np.concatenate([np.asarray(ct) for _, ct in tissues]))
+    comps = []
+    for xy, ct in tissues:
+        codes = np.searchsorted(types, np.asarray(ct))
+        _, idx = cKDTree(xy).query(xy, k=k)
+        comp = np.zeros((len(xy), len(types)))
+        np.add.at(comp, (np.repeat(np.arange(len(xy)), k), codes[idx].ravel()), 1.0 / k)
+        comps.append(comp)
+    lab = KMeans(n_niches, n_init=10, random_state=seed).fit_predict(np.concatenate(comps))
     # name niches by size so the labels do not depend on k-means' numbering
     order = np.argsort(-np.bincount(lab, minlength=n_niches), kind="stable")
     rank = np.empty(n_niches, dtype=int)
     rank[order] = np.arange(n_niches)
-    return np.asarray([f"N{r + 1}" for r in rank[lab]])
+    named = np.asarray([f"N{r + 1}" for r in rank[lab]])
+    return np.split(named, np.cumsum([len(c) for c in comps])[:-1])
 
 
 def build_xenium_capture() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInfo]:
@@ -238,8 +254,237 @@ def build_xenium_capture() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInfo
     return secs, truth, info
 
 
+# Coarse classes for sources that give only clusters (Xenium, Slide-seqV2 Louvain clusters): each
+# class's canonical markers, as in the mouse brain atlases; a dataset uses the markers it measured.
+CLASS_MARKERS = {
+    "Excitatory": ["Slc17a7", "Slc17a6", "Neurod6", "Satb2", "Nrgn", "Neurod1", "Prox1", "Tbr1", "Cux2",
+                   "Rorb", "Fezf2"],
+    "Inhibitory": ["Gad1", "Gad2", "Slc32a1", "Sst", "Pvalb", "Vip", "Lamp5", "Npy", "Cnr1"],
+    "Astrocyte": ["Gfap", "Aqp4", "Slc1a3", "Slc1a2", "Gja1", "Aldoc", "Ntsr2", "Slc39a12", "Acsbg1",
+                  "Slc6a11", "Gpc5"],
+    "Oligodendrocyte": ["Mbp", "Plp1", "Mog", "Mobp", "Opalin", "Cldn11", "Gjc3"],
+    "OPC": ["Pdgfra", "Cspg4", "Olig1"],
+    "Immune": ["Cx3cr1", "C1qa", "C1qb", "P2ry12", "Csf1r", "Tmem119", "Hexb", "Mrc1", "Trem2", "Siglech",
+               "Laptm5", "Cd68", "Spi1"],
+    "Endothelial": ["Cldn5", "Flt1", "Pecam1", "Ly6a", "Ly6c1", "Slco1a4", "Emcn", "Kdr", "Cd93"],
+    "Mural": ["Acta2", "Pdgfrb", "Vtn", "Kcnj8", "Myh11", "Rgs5", "Carmn"],
+    "Other": ["Ttr", "Foxj1", "Kl", "Folr1"],  # choroid plexus and ependyma, as "Other" in CELL_CLASS
+}
+
+# Cell types of the Drop-seq hippocampus reference (RCTD's) -> the same coarse classes.
+HIPPOCAMPUS_REF_CLASS = {
+    "CA1": "Excitatory", "CA3": "Excitatory", "Denate": "Excitatory", "Neuron.Slc17a6": "Excitatory",
+    "Entorihinal": "Excitatory", "Cajal_Retzius": "Excitatory", "Interneuron": "Inhibitory",
+    "Astrocyte": "Astrocyte", "Oligodendrocyte": "Oligodendrocyte", "Polydendrocyte": "OPC",
+    "Microglia_Macrophages": "Immune", "Endothelial_Stalk": "Endothelial", "Endothelial_Tip": "Endothelial",
+    "Mural": "Mural", "Choroid": "Other", "Ependymal": "Other", "Neurogenesis": "Other",
+}
+
+
+def classes_by_markers(a: ad.AnnData, cluster_key: str) -> dict[str, str]:
+    """Coarse class of each source cluster, by one rule for every dataset: the cluster means of
+    log-normalised expression are z-scored over clusters, gene by gene; a class scores the mean z of
+    its markers the dataset measured (:data:`CLASS_MARKERS`); each cluster takes its best class.
+    A class with no measured marker cannot be called in that dataset."""
+    x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=np.float64)
+    lib = x.sum(1, keepdims=True)
+    x = np.log1p(x / np.maximum(lib, 1e-12) * float(np.median(lib[lib > 0])))
+    clusters = a.obs[cluster_key].astype(str).to_numpy()
+    names = sorted(set(clusters))
+    means = np.stack([x[clusters == c].mean(0) for c in names])
+    z = (means - means.mean(0)) / np.maximum(means.std(0), 1e-9)
+    col = {g.lower(): j for j, g in enumerate(a.var_names)}
+    scores = {}
+    for cls, markers in CLASS_MARKERS.items():
+        js = [col[m.lower()] for m in markers if m.lower() in col]
+        if js:
+            scores[cls] = z[:, js].mean(1)
+    classes = list(scores)
+    best = np.argmax(np.stack([scores[c] for c in classes], 1), 1)
+    return {c: classes[b] for c, b in zip(names, best)}
+
+
+def _coarse_by_markers(a: ad.AnnData, cluster_key: str) -> ad.AnnData:
+    a = a.copy()
+    rule = classes_by_markers(a, cluster_key)
+    a.obs["cell_type_original"] = a.obs[cluster_key].astype(str).to_numpy()
+    a.obs["cell_type"] = a.obs["cell_type_original"].map(rule).to_numpy()
+    return a
+
+
+def _draw(a: ad.AnnData, n: int, seed: int = 0) -> ad.AnnData:
+    if a.n_obs <= n:
+        return a
+    return a[np.sort(np.random.default_rng(seed).choice(a.n_obs, n, replace=False))].copy()
+
+
+def _harmonise_gene_case(a: ad.AnnData, reference_names) -> ad.AnnData:
+    """Spell genes shared with the reference panel as the reference does (case-insensitive)."""
+    ref = {g.lower(): g for g in reference_names}
+    a.var_names = [ref.get(g.lower(), g) for g in a.var_names]
+    return a
+
+
+HIPPOCAMPUS_CELLS = 2500
+HIPPOCAMPUS_MASKED = 20
+HIPPOCAMPUS_NICHES = 6
+
+
+def build_hippocampus_xenium_slideseq() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInfo]:
+    """Imaging against bead sequencing: Xenium mouse brain (cortex + hippocampus, 248 genes, cells)
+    and Slide-seqV2 hippocampus (2,000 genes, 10 µm beads); 119 genes in common.
+
+    Labels: neither source has named cell types, only Louvain clusters; both are mapped to coarse
+    classes by the same marker rule (:func:`classes_by_markers`). Regions: 6 niches of coarse-class
+    composition, one k-means over both tissues (:func:`joint_niche_labels`), computed on the whole
+    tissues. Then 2,500 cells of each are drawn (seed 0). Imputation truth: 20 of the shared genes
+    are masked from Xenium and 20 others from Slide-seqV2 (seed 0). Annotation transfer: Xenium ->
+    Slide-seqV2. A report case: no default was chosen on it.
+    """
+    xen = _coarse_by_markers(datasets.load("xenium_mousebrain_ctxhp"), "louvain_cluster")
+    ssq = _coarse_by_markers(datasets.load("slideseqv2_hippocampus"), "louvain_cluster")
+    ssq = _harmonise_gene_case(ssq, xen.var_names)
+    tissues = [(np.asarray(t.obsm["spatial"], dtype=np.float64)[:, :2], t.obs["cell_type"].to_numpy())
+               for t in (xen, ssq)]
+    for t, lab in zip((xen, ssq), joint_niche_labels(tissues, HIPPOCAMPUS_NICHES)):
+        t.obs["region"] = lab
+    common = [g for g in xen.var_names if g in set(ssq.var_names)]
+    rng = np.random.default_rng(0)
+    masked_idx = rng.choice(len(common), 2 * HIPPOCAMPUS_MASKED, replace=False)
+    names, techs = ["Xenium", "SlideseqV2"], ["Xenium", "Slide-seqV2"]
+    secs, truth, masked_genes = [], [], {}
+    for i, (t, n, tech) in enumerate(zip((xen, ssq), names, techs)):
+        t = _draw(t, HIPPOCAMPUS_CELLS)
+        t = t[np.asarray(t.X.sum(1)).ravel() > 0].copy()
+        mask = [common[j] for j in sorted(masked_idx[i * HIPPOCAMPUS_MASKED:(i + 1) * HIPPOCAMPUS_MASKED])]
+        masked_genes[n] = mask
+        truth.append(_clean(t[:, mask], n, tech))
+        b = _clean(t[:, [g for g in t.var_names if g not in set(mask)]], n, tech)
+        b.obs["cell_type_original"] = t.obs["cell_type_original"].to_numpy()
+        secs.append(b)
+    all_masked = {g for m in masked_genes.values() for g in m}
+    info = CaseInfo(
+        name="hippocampus_xenium_slideseq", sections=names, files=[],
+        shared_genes=[g for g in common if g not in all_masked], masked_genes=masked_genes,
+        reference=["Xenium"], held_out="SlideseqV2", technology=dict(zip(names, techs)), role="report",
+        description="Xenium mouse brain (248 genes) + Slide-seqV2 hippocampus (2,000 genes), 2,500 cells "
+                    "each; 119 genes in common, 20 masked per section; coarse classes by marker rule, "
+                    "6 joint composition niches",
+    )
+    return secs, truth, info
+
+
+THREE_TECH_XENIUM_CELLS = 2500
+THREE_TECH_MASKED = 20
+THREE_TECH_NICHES = 6
+
+
+def build_cortex_three_tech() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInfo]:
+    """Three technologies with three panels: the three STARmap mPFC sections (166 genes), 1,500
+    cortical osmFISH cells (33 genes, as in ``starmap_osmfish``) and 2,500 cells of the Xenium mouse
+    brain section (248 genes, cortex and hippocampus: the hippocampus has no counterpart).
+
+    Panels: STARmap-Xenium 47 genes, STARmap-osmFISH 11, osmFISH-Xenium 11; 7 in all three.
+    Labels: STARmap and osmFISH by :data:`CELL_CLASS`, Xenium by the marker rule
+    (:func:`classes_by_markers`). Regions: 6 niches of coarse-class composition, one k-means over
+    the five tissues (the sources' layers exist for two technologies only). Imputation truth: 20 of
+    the STARmap-Xenium genes that osmFISH lacks are masked from Xenium (imputed from STARmap).
+    Annotation transfer: STARmap + osmFISH -> Xenium. A report case: no default was chosen on it.
+    """
+    star_secs, _, _ = build_starmap_osmfish()  # STARmap + osmFISH with harmonised classes
+    xen = _coarse_by_markers(datasets.load("xenium_mousebrain_ctxhp"), "louvain_cluster")
+    xen = _harmonise_gene_case(xen, star_secs[0].var_names)
+    tissues = [(np.asarray(t.obsm["spatial"], dtype=np.float64)[:, :2], t.obs["cell_type"].astype(str).to_numpy())
+               for t in star_secs + [xen]]
+    labs = joint_niche_labels(tissues, THREE_TECH_NICHES)
+    for t, lab in zip(star_secs, labs):
+        t.obs["region_original"] = t.obs["region"].astype(str).to_numpy()
+        t.obs["region"] = pd.Categorical(lab)
+    xen.obs["region"] = labs[-1]
+    xen = _draw(xen, THREE_TECH_XENIUM_CELLS)
+    star, osm = set(star_secs[0].var_names), set(star_secs[-1].var_names)
+    candidates = [g for g in xen.var_names if g in star and g not in osm]
+    rng = np.random.default_rng(0)
+    mask = [candidates[j] for j in sorted(rng.choice(len(candidates), THREE_TECH_MASKED, replace=False))]
+    truth = _clean(xen[:, mask], "Xenium", "Xenium")
+    x = _clean(xen[:, [g for g in xen.var_names if g not in set(mask)]], "Xenium", "Xenium")
+    x.obs["cell_type_original"] = xen.obs["cell_type_original"].to_numpy()
+    secs = star_secs + [x]
+    names = [str(s.obs["section"].iloc[0]) for s in secs]
+    shared = [g for g in secs[0].var_names if all(g in set(s.var_names) for s in secs[1:])]
+    star_names = names[:3]
+    info = CaseInfo(
+        name="cortex_three_tech", sections=names, files=[], shared_genes=shared,
+        masked_genes={"Xenium": mask}, reference=names[:-1], held_out="Xenium",
+        technology={**{n: "STARmap" for n in star_names}, "osmFISH": "osmFISH", "Xenium": "Xenium"},
+        role="report",
+        description="STARmap mPFC x3 (166 genes) + osmFISH cortex (1,500 cells, 33 genes) + Xenium brain "
+                    f"(2,500 cells, 248 genes); {len(shared)} genes in all three; 20 STARmap-Xenium genes "
+                    "masked from Xenium; coarse classes, 6 joint composition niches",
+    )
+    return secs, [None, None, None, None, truth], info
+
+
+SCREF_MASKED = 20
+
+
+def build_hippocampus_scref() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInfo]:
+    """A dissociated single-cell reference and a spatial section: the Drop-seq hippocampus
+    reference of RCTD (510 cells, 307 genes, 17 named types; no coordinates) and 2,500 beads of the
+    Slide-seqV2 hippocampus (2,000 genes); 78 genes in common.
+
+    Labels: the reference's types by :data:`HIPPOCAMPUS_REF_CLASS`, the Slide-seqV2 Louvain
+    clusters by the marker rule (:func:`classes_by_markers`), both coarse classes. Regions: 6 niches
+    of coarse-class composition on the whole puck (:func:`niche_labels`); the reference has none
+    ("none"), and no spatial score is computed (one section with coordinates). Imputation truth:
+    20 of the shared genes masked from Slide-seqV2, imputed from the reference (the use RCTD and
+    Tangram are put to). Annotation transfer: reference -> Slide-seqV2. A report case.
+    """
+    ref = datasets.load("ref_dropseq_hippocampus_rctd")
+    ref.obs["cell_type_original"] = ref.obs["cell_type"].astype(str).to_numpy()
+    unknown = sorted(set(ref.obs["cell_type_original"]) - set(HIPPOCAMPUS_REF_CLASS))
+    if unknown:
+        raise ValueError(f"reference types without a coarse class: {unknown}; add them to HIPPOCAMPUS_REF_CLASS")
+    ref.obs["cell_type"] = ref.obs["cell_type_original"].map(HIPPOCAMPUS_REF_CLASS).to_numpy()
+    ref.obs["region"] = "none"
+    ssq = _coarse_by_markers(datasets.load("slideseqv2_hippocampus"), "louvain_cluster")
+    ssq = _harmonise_gene_case(ssq, ref.var_names)
+    ssq.obs["region"] = niche_labels(np.asarray(ssq.obsm["spatial"], dtype=np.float64)[:, :2],
+                                     ssq.obs["cell_type"].to_numpy(), HIPPOCAMPUS_NICHES)
+    ssq = _draw(ssq, HIPPOCAMPUS_CELLS)
+    ssq = ssq[np.asarray(ssq.X.sum(1)).ravel() > 0].copy()
+    if "spatial" in ref.obsm:
+        del ref.obsm["spatial"]
+    common = [g for g in ref.var_names if g in set(ssq.var_names)]
+    rng = np.random.default_rng(0)
+    mask = [common[j] for j in sorted(rng.choice(len(common), SCREF_MASKED, replace=False))]
+    r = _clean(ref, "DropseqRef", "Drop-seq (dissociated)")
+    r.obs["cell_type_original"] = ref.obs["cell_type_original"].to_numpy()
+    b = _clean(ssq[:, [g for g in ssq.var_names if g not in set(mask)]], "SlideseqV2", "Slide-seqV2")
+    b.obs["cell_type_original"] = ssq.obs["cell_type_original"].to_numpy()
+    truth = _clean(ssq[:, mask], "SlideseqV2", "Slide-seqV2")
+    info = CaseInfo(
+        name="hippocampus_scref", sections=["DropseqRef", "SlideseqV2"], files=[],
+        shared_genes=[g for g in common if g not in set(mask)], masked_genes={"SlideseqV2": mask},
+        reference=["DropseqRef"], held_out="SlideseqV2",
+        technology={"DropseqRef": "Drop-seq (dissociated)", "SlideseqV2": "Slide-seqV2"}, role="report",
+        no_coordinates=["DropseqRef"],
+        description="Drop-seq hippocampus reference (510 cells, 307 genes, no coordinates) + Slide-seqV2 "
+                    "hippocampus (2,500 beads, 2,000 genes); 78 genes in common, 20 masked from Slide-seqV2; "
+                    "coarse classes",
+    )
+    return [r, b], [None, truth], info
+
+
 BUILDERS = {"starmap_mosaic": build_starmap_mosaic, "starmap_osmfish": build_starmap_osmfish,
-            "xenium_capture": build_xenium_capture}
+            "xenium_capture": build_xenium_capture,
+            "hippocampus_xenium_slideseq": build_hippocampus_xenium_slideseq,
+            "cortex_three_tech": build_cortex_three_tech,
+            "hippocampus_scref": build_hippocampus_scref}
+# Development cases: defaults may be chosen on them. Report cases: never used to choose a default;
+# the headline figures come from them only.
+DEVELOPMENT_CASES = ("starmap_mosaic", "starmap_osmfish", "xenium_capture")
+REPORT_CASES = ("hippocampus_xenium_slideseq", "cortex_three_tech", "hippocampus_scref")
 
 
 def subsample(sections: list[ad.AnnData], max_cells: int, seed: int = 0) -> list[ad.AnnData]:
@@ -266,7 +511,7 @@ def build_case(name: str, out_root: str | os.PathLike, max_cells: int | None = N
     secs, truth, info = BUILDERS[name]()
     if max_cells:
         secs = subsample(secs, max_cells)
-        truth = [t[s.obs_names].copy() for t, s in zip(truth, secs)] if truth else []
+        truth = [t[s.obs_names].copy() if t is not None else None for t, s in zip(truth, secs)] if truth else []
         info.name = case_label(name, max_cells)
         info.description += f" — CUT: at most {max_cells} cells per section (seed-0 sample)"
     case_dir = Path(out_root) / info.name
@@ -282,7 +527,8 @@ def build_case(name: str, out_root: str | os.PathLike, max_cells: int | None = N
     if truth:
         (tmp / "truth").mkdir()
         for n, t in zip(info.sections, truth):
-            t.write_h5ad(tmp / "truth" / f"{n}.h5ad")
+            if t is not None:  # a section with no masked genes has no truth file
+                t.write_h5ad(tmp / "truth" / f"{n}.h5ad")
     info.write(tmp / "case.json")
     if case_dir.exists():
         import shutil

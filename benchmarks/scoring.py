@@ -62,7 +62,9 @@ def delaunay_mean_operator(xy: np.ndarray) -> sp.csr_matrix:
 def read_case(case_dir: str | Path) -> Case:
     info, secs = load_case(str(case_dir))
     shared = shared_counts(info, secs)
-    blocks = [delaunay_mean_operator(np.asarray(a.obsm["spatial"], dtype=np.float64)) for a in secs]
+    # a section without coordinates is its own neighbourhood (identity block)
+    blocks = [delaunay_mean_operator(np.asarray(a.obsm["spatial"], dtype=np.float64)) if "spatial" in a.obsm
+              else sp.identity(a.n_obs, format="csr") for a in secs]
     truth = {}
     tdir = Path(case_dir) / "truth"
     if tdir.exists():

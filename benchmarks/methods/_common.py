@@ -58,7 +58,9 @@ def shared_counts(info: dict, sections: list[ad.AnnData]) -> ad.AnnData:
     for a in sections:
         b = ad.AnnData(sp.csr_matrix(a[:, genes].X, dtype=np.float32), obs=a.obs[["section", "cell_type", "region"]].copy(),
                        var=pd.DataFrame(index=genes))
-        b.obsm["spatial"] = np.asarray(a.obsm["spatial"], dtype=np.float64)
+        # a section without coordinates (single-cell reference) gets NaN: no spatial method applies
+        b.obsm["spatial"] = (np.asarray(a.obsm["spatial"], dtype=np.float64) if "spatial" in a.obsm
+                             else np.full((a.n_obs, 2), np.nan))
         parts.append(b)
     out = ad.concat(parts, join="inner", merge="first")
     out.obs["section"] = pd.Categorical(out.obs["section"].astype(str), categories=info["sections"])

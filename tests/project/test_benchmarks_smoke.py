@@ -65,6 +65,72 @@ def test_xenium_capture_case_differs_only_in_depth(tmp_path):
     assert cases.CaseInfo.read(again).masked_genes == info.masked_genes
 
 
+def test_marker_rule_calls_clusters_by_their_markers():
+    """The rule that labels cluster-only sources: a cluster high in one class's markers takes that
+    class; classes without a measured marker are never called."""
+    import anndata as ad
+    import scipy.sparse as sp
+    from benchmarks import cases
+
+    rng = np.random.default_rng(0)
+    genes = ["Gad1", "Gad2", "Slc17a7", "Gfap", "Aqp4", "Mbp", "Filler"]
+    x = rng.poisson(1.0, size=(300, len(genes))).astype(float)
+    clusters = np.repeat(["a", "b", "c", "d"], 75)
+    x[clusters == "a", 0:2] += 20  # interneurons
+    x[clusters == "b", 2] += 20    # excitatory
+    x[clusters == "c", 3:5] += 20  # astrocytes
+    x[clusters == "d", 5] += 20    # oligodendrocytes
+    a = ad.AnnData(sp.csr_matrix(x), obs=pd.DataFrame({"cl": clusters}, index=[str(i) for i in range(300)]),
+                   var=pd.DataFrame(index=genes))
+    rule = cases.classes_by_markers(a, "cl")
+    assert rule == {"a": "Inhibitory", "b": "Excitatory", "c": "Astrocyte", "d": "Oligodendrocyte"}
+    assert not set(rule.values()) & {"Immune", "Endothelial"}  # no marker measured
+
+
+def test_report_cases_are_built_with_their_rules(tmp_path):
+    require_data("xenium_mousebrain_ctxhp", "slideseqv2_hippocampus", "ref_dropseq_hippocampus_rctd",
+                 "starmap_mpfc_BZ5", "osmfish_sscortex")
+    import anndata as ad
+    from benchmarks import cases
+
+    assert not set(cases.REPORT_CASES) & set(cases.DEVELOPMENT_CASES)
+    assert set(cases.REPORT_CASES) | set(cases.DEVELOPMENT_CASES) == set(cases.BUILDERS)
+    for name in cases.REPORT_CASES:
+        d = cases.build_case(name, tmp_path)
+        info = cases.CaseInfo.read(d)
+        secs = {s: ad.read_h5ad(d / f) for s, f in zip(info.sections, info.files)}
+        assert info.role == "report"
+        # masked genes were measured (truth exists) and are in no section's panel
+        for s, genes in info.masked_genes.items():
+            truth = ad.read_h5ad(d / "truth" / f"{s}.h5ad")
+            assert list(truth.var_names) == genes and truth.n_obs == secs[s].n_obs
+            assert not set(genes) & set(secs[s].var_names)
+            assert not set(genes) & set(info.shared_genes)
+            # each masked gene is measured by another section, so it can be imputed
+            assert all(any(g in set(secs[o].var_names) for o in info.sections if o != s) for g in genes)
+        for s, a in secs.items():
+            assert set(info.shared_genes) <= set(a.var_names)
+            assert ("spatial" in a.obsm) == (s not in info.no_coordinates)
+            assert set(a.obs["cell_type"]) <= set(cases.CLASS_MARKERS)  # one coarse vocabulary
+        # the held-out section shares most of its cells' classes with the reference
+        ref = set().union(*(set(secs[s].obs["cell_type"]) for s in info.reference))
+        held = secs[info.held_out].obs["cell_type"]
+        assert held.isin(ref).mean() > 0.9
+    # the majority-class floor of the transfer table: the reference's most frequent class everywhere
+    from benchmarks.ablation import majority_row, scored_kinds
+    from benchmarks.scoring import read_case
+    case = read_case(tmp_path / "hippocampus_scref")
+    assert [k for k, _ in scored_kinds(case)] == ["cell"]  # one section has coordinates: no spatial score
+    held = ad.read_h5ad(tmp_path / "hippocampus_scref" / case.info["files"][1]).obs["cell_type"]
+    assert majority_row(case) == pytest.approx(
+        {"cell_transfer_acc": (held == "Excitatory").mean(), "cell_transfer_f1": majority_row(case)["cell_transfer_f1"]})
+    assert majority_row(case)["cell_transfer_f1"] < 0.15
+    sizes = {"hippocampus_xenium_slideseq": (2, 79), "cortex_three_tech": (5, 7), "hippocampus_scref": (2, 58)}
+    for name, (n_sec, n_shared) in sizes.items():
+        info = cases.CaseInfo.read(tmp_path / name)
+        assert (len(info.sections), len(info.shared_genes)) == (n_sec, n_shared)
+
+
 @pytest.mark.slow
 def test_ours_and_harmony_end_to_end(tmp_path):
     require_data()
