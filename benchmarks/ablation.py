@@ -67,25 +67,44 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def harmony_embeddings(case) -> dict[str, np.ndarray]:
+def harmony_embeddings(case, seed: int = 0) -> dict[str, np.ndarray]:
     import harmonypy
 
-    ho = harmonypy.run_harmony(case.pca, case.obs[["section"]], ["section"], random_state=0, verbose=False)
+    ho = harmonypy.run_harmony(case.pca, case.obs[["section"]], ["section"], random_state=seed, verbose=False)
     z = np.asarray(ho.Z_corr)
     z = z.T if z.shape[0] != case.obs.shape[0] else z
     return {"cell": z, "spatial": np.asarray(case.adjacency @ z)}
 
 
 def _embedding_baseline(embed):
-    def row(case, cache) -> dict:
-        r = score(case, embed(case), None, cache)
-        if "impute_knn15_on_embedding" in r:  # the baseline's imputation is this kNN read-out
-            r["impute_knn"] = r.pop("impute_knn15_on_embedding")
-        return r
+    def row(case, cache, seed: int = 0) -> dict:
+        r = score(case, embed(case, seed), None, cache)
+        # the baseline's imputation is this kNN read-out
+        return {k.replace("impute_knn15_on_embedding", "impute_knn"): v for k, v in r.items()}
     return row
 
 
-def majority_row(case, cache=None) -> dict:
+def _imputation_baseline(name: str):
+    """An imputation comparator run as a worker in its own environment (``IMPUTATION_METHODS``);
+    ``None`` (no row) when that environment is missing, with the reason printed."""
+    def row(case, cache, seed: int = 0) -> dict | None:
+        from .methods import IMPUTATION_METHODS
+        from .runner import run_method
+        from .scoring import load_outputs
+
+        method = IMPUTATION_METHODS[name]
+        out = Path(case.dir).parent.parent / "imputation" / f"{case.name}__{method.module}__{seed}"
+        res = run_method(method, Path(case.dir), out, seed)
+        if res.status != "ok":
+            print(f"[ablation] {name} on {case.name}: {res.status} ({res.error})", flush=True)
+            return None
+        o = load_outputs(out, case)
+        return {**_imputation_row("impute_native", imputation_truth(case), o["imputed"]),
+                "fit_s": res.fit_seconds}
+    return row
+
+
+def majority_row(case, cache=None, seed: int = 0) -> dict:
     """Every held-out cell gets the reference's most frequent label: the floor any transfer must beat."""
     from .scoring import label_scores
 
@@ -104,11 +123,14 @@ def majority_row(case, cache=None) -> dict:
 # baselines scored once per case: Harmony and the unintegrated PCA on the shared genes (spatial
 # embedding: the average over Delaunay neighbours; imputation: 15-NN mean), and the majority class
 BASELINES = {
-    "Harmony": _embedding_baseline(lambda case: harmony_embeddings(case)),
+    "Harmony": _embedding_baseline(harmony_embeddings),
     "PCA (shared genes)": _embedding_baseline(
-        lambda case: {"cell": case.pca, "spatial": np.asarray(case.adjacency @ case.pca)}),
+        lambda case, seed: {"cell": case.pca, "spatial": np.asarray(case.adjacency @ case.pca)}),
     "Majority class": majority_row,
+    "gimVI": _imputation_baseline("gimVI"),
+    "Tangram": _imputation_baseline("Tangram"),
 }
+STOCHASTIC_BASELINES = ("Harmony", "gimVI", "Tangram")  # run at every seed of the sweep
 
 
 def _threads() -> None:
@@ -202,11 +224,17 @@ def score(case, embs: dict[str, np.ndarray], imputed: dict | None, cache: Path) 
         row[f"{kind}_transfer_acc"], row[f"{kind}_transfer_f1"] = t["accuracy"], t["macro_f1"]
     if case.info.get("masked_genes"):
         truth = imputation_truth(case)
-        knn = knn_impute(case, embs["cell"])
-        row["impute_knn15_on_embedding"] = imputation_scores(truth, knn).get("pearson_mean", np.nan)
+        row.update(_imputation_row("impute_knn15_on_embedding", truth, knn_impute(case, embs["cell"])))
         for method, result in (imputed or {}).items():
-            row[f"impute_{method}"] = imputation_scores(truth, result).get("pearson_mean", np.nan)
+            row.update(_imputation_row(f"impute_{method}", truth, result))
     return row
+
+
+def _imputation_row(prefix: str, truth: dict, result: dict) -> dict[str, float]:
+    """Mean Pearson R under ``prefix``; SSIM, RMSE and JS (Li et al. 2022) under ``prefix_<score>``."""
+    sc = imputation_scores(truth, result)
+    return {prefix: sc.get("pearson_mean", np.nan),
+            **{f"{prefix}_{k}": sc.get(f"{k}_mean", np.nan) for k in ("ssim", "rmse", "js")}}
 
 
 REPORT_COLUMNS = [
@@ -215,11 +243,23 @@ REPORT_COLUMNS = [
     ("spatial_mixing", "spatial mixing"), ("cell_transfer_acc", "15-NN cell-type acc."),
     ("cell_transfer_f1", "15-NN cell-type F1"),
     ("impute_decoder", "impute decoder"), ("impute_knn", "impute kNN"), ("impute_blend", "impute blend"),
+    ("impute_knn_ssim", "impute kNN SSIM"), ("impute_knn_rmse", "impute kNN RMSE"),
+    ("impute_knn_js", "impute kNN JS"), ("impute_native", "impute (comparator)"),
+    ("impute_native_ssim", "comparator SSIM"), ("impute_native_rmse", "comparator RMSE"),
+    ("impute_native_js", "comparator JS"),
     ("query_cell_mlp_acc", "query MLP acc."), ("query_cell_mlp_f1", "query MLP F1"),
     ("query_cell_knn_acc", "query kNN acc."), ("query_cell_knn_f1", "query kNN F1"),
     ("query_cell_ensemble_acc", "query ens. acc."), ("query_cell_ensemble_f1", "query ens. F1"),
     ("fit_s", "fit s"), ("epochs", "epochs"),
 ]
+
+
+def _cell(rows: pd.DataFrame, col: str) -> str:
+    """Mean over the rows (seeds), ± their standard deviation where there are several."""
+    if col not in rows or not rows[col].notna().any():
+        return ""
+    v = rows[col].dropna()
+    return f"{v.mean():.3f}" + (f" ± {v.std():.3f}" if len(v) > 1 else "")
 
 
 def report(out: Path) -> Path:
@@ -246,15 +286,13 @@ def report(out: Path) -> Path:
         role = "report case" if case in case_builders.REPORT_CASES else "development case"
         lines += [f"## {case} ({role})", "", "| variant | seeds | " + " | ".join(n for _, n in cols) + " |",
                   "|---|---|" + "---|" * len(cols)]
-        for _, b in (base[base["case"] == case].iterrows() if len(base) else []):
-            vals = [f"{b[c]:.3f}" if c in b and pd.notna(b[c]) else "" for c, _ in cols]
-            name = "Harmony (shared genes)" if b["method"] == "Harmony" else b["method"]
-            lines.append(f"| {name} | 1 | " + " | ".join(vals) + " |")
+        mine = base[base["case"] == case] if len(base) else pd.DataFrame(columns=["method"])
+        for method, b in mine.groupby("method", sort=False):
+            name = "Harmony (shared genes)" if method == "Harmony" else method
+            lines.append(f"| {name} | {len(b)} | " + " | ".join(_cell(b, c) for c, _ in cols) + " |")
         notes = []
         for variant, g in rows.groupby("variant", sort=False):
-            vals = [(f"{g[c].mean():.3f}" + (f" ± {g[c].std():.3f}" if g[c].notna().sum() > 1 else ""))
-                    if g[c].notna().any() else "" for c, _ in cols]
-            lines.append(f"| {variant} | {len(g)} | " + " | ".join(vals) + " |")
+            lines.append(f"| {variant} | {len(g)} | " + " | ".join(_cell(g, c) for c, _ in cols) + " |")
             settings = g["settings"].iloc[0]
             note = g["note"].dropna().iloc[0] if "note" in g and g["note"].notna().any() else ""
             notes.append(f"- `{variant}`: settings `{settings}`" + (f"; {note}" if note else ""))
@@ -312,10 +350,19 @@ def main(argv=None) -> None:
         base_file = out / "baselines.jsonl"
         done = (pd.read_json(base_file, lines=True) if base_file.exists()
                 else pd.DataFrame(columns=["case", "method"]))
+        if "seed" not in done:
+            done["seed"] = 0
         for method, row_of in BASELINES.items():
-            if not ((done["case"] == cname) & (done["method"] == method)).any():
-                _append(base_file, {"case": cname, "method": method, **row_of(case, cache),
-                                    "load": os.getloadavg()[0]})
+            if method in ("gimVI", "Tangram") and not case.info.get("masked_genes"):
+                continue
+            for seed in ([int(s) for s in a.seeds.split(",")] if method in STOCHASTIC_BASELINES else [0]):
+                mine = (done["case"] == cname) & (done["method"] == method) & (done["seed"].fillna(0) == seed)
+                if mine.any():
+                    continue
+                row = row_of(case, cache, seed)
+                if row is not None:
+                    _append(base_file, {"case": cname, "method": method, "seed": seed, **row,
+                                        "load": os.getloadavg()[0]})
         for vname, settings in variants.items():
             for seed in [int(s) for s in a.seeds.split(",")]:
                 if a.rescore:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv-bench: the project (editable) plus the Python baselines of the benchmark
-# (Scanorama, scVI, STAGATE, GraphST). Separate from .venv so that `make test` never installs them.
+# (Scanorama, scVI, STAGATE, GraphST; gimVI and Tangram for imputation). Separate from .venv so that
+# `make test` never installs them.
 # Idempotent: re-running only installs what changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,7 +19,7 @@ want="$(cat pyproject.toml "$0" | sha1sum | cut -c1-16)"
 uv() { "$VENV/bin/uv" pip install --python "$VENV/bin/python" --quiet "$@"; }
 uv "torch==2.13.0"
 uv -e ".[test]" "scanorama>=1.7" "scvi-tools>=1.2,<1.5" "stagate-modern>=1.0" "torch-geometric>=2.5" \
-   "pot>=0.9" "torch>=2.3,<2.14"
+   "pot>=0.9" "torch>=2.3,<2.14" "tangram-sc==1.0.4"
 # GraphST 1.1.1 pins old releases of its dependencies; everything it imports is installed above
 # (plus pot, which it imports without declaring), so install it alone.
 uv --no-deps "GraphST==1.1.1"

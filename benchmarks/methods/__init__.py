@@ -52,3 +52,13 @@ METHODS = {
                       {"epochs": 600}, note="GraphST 1.1.1, its default 600 epochs; one embedding, scored "
                       "as both", seeds=1),
 }
+
+# Imputation comparators: no joint embedding of their own, scored on imputation only (by the
+# report-case harness, ``benchmarks.ablation``); given what every method is given
+# (``_common.imputation_tasks``).
+IMPUTATION_METHODS = {
+    "gimVI": Method("gimVI", "gimvi_", "bench", "shared + masked genes", False, True, {"max_epochs": 200},
+                    note="scvi-tools external.GIMVI, default 200 epochs, raw counts"),
+    "Tangram": Method("Tangram", "tangram_", "bench", "shared + masked genes", False, True, {"num_epochs": 1000},
+                      note="tangram-sc 1.0.4, mode 'cells', rna_count_based density prior, log-normalised input"),
+}

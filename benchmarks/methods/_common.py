@@ -136,3 +136,21 @@ def save_outputs(out: str, obs_names, *, cell: np.ndarray, spatial: np.ndarray |
         m["fit_seconds"] = float(fit_seconds)
     (Path(out) / "meta.tmp.json").write_text(json.dumps(m, indent=1, default=str))
     os.replace(Path(out) / "meta.tmp.json", Path(out) / "meta.json")
+
+
+def imputation_tasks(info: dict, sections: list[ad.AnnData]):
+    """What an imputation method is given, the same for every method: for each section with masked
+    genes, the groups of those genes measured by the same other sections (``sources``), and the
+    genes each source shares with the target (``common``), which the method may use to match cells.
+    Yields ``(target index, genes, source indices, common genes)``."""
+    names = info["sections"]
+    for i, s in enumerate(names):
+        genes = info.get("masked_genes", {}).get(s, [])
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for g in genes:
+            src = tuple(j for j, a in enumerate(sections) if j != i and g in set(a.var_names))
+            if src:
+                groups.setdefault(src, []).append(g)
+        for src, gs in groups.items():
+            common = [g for g in sections[i].var_names if all(g in set(sections[j].var_names) for j in src)]
+            yield i, gs, list(src), common

@@ -179,3 +179,27 @@ def test_ours_and_harmony_end_to_end(tmp_path):
     assert (res / "scib_starmap_mosaic_max350.png").stat().st_size > 10_000
     sc = pd.read_csv(res / "scores.csv")
     assert np.isfinite(sc.value).all()
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_imputation_scores_follow_li_et_al():
+    """The four imputation scores of Li et al. 2022 on cases with known answers."""
+    from benchmarks import scoring
+
+    rng = np.random.default_rng(0)
+    y = rng.poisson(2.0, size=(500, 4)).astype(float)
+    same = scoring.imputation_scores({"s": (["a", "b", "c", "d"], y)}, {"s": (["a", "b", "c", "d"], y.copy())})
+    assert same["pearson_mean"] == pytest.approx(1.0) and same["ssim_mean"] == pytest.approx(1.0)
+    assert same["rmse_mean"] == pytest.approx(0.0, abs=1e-12) and same["js_mean"] == pytest.approx(0.0, abs=1e-12)
+    # an anti-correlated read-out: R = -1 and RMSE of z-scores = 2
+    flipped = scoring.imputation_scores({"s": (["a"], y[:, :1])}, {"s": (["a"], -y[:, :1])})
+    assert flipped["pearson_mean"] == pytest.approx(-1.0) and flipped["rmse_mean"] == pytest.approx(2.0)
+    # disjoint supports: JS divergence (base 2) is 1
+    a = np.zeros((10, 1)); a[:5] = 1
+    disjoint = scoring.imputation_scores({"s": (["a"], a)}, {"s": (["a"], 1 - a)})
+    assert disjoint["js_mean"] == pytest.approx(1.0)
+    # noise lowers every score in the right direction, and the scores are invariant to the gene order
+    noisy = y + rng.normal(0, 2.0, size=y.shape)
+    n = scoring.imputation_scores({"s": (["a", "b", "c", "d"], y)}, {"s": (["d", "c", "b", "a"], noisy[:, ::-1])})
+    assert 0.3 < n["pearson_mean"] < 0.95 and n["ssim_mean"] < 0.95
+    assert n["rmse_mean"] > 0.2 and n["js_mean"] > 0.01
