@@ -84,23 +84,29 @@ def _embedding_baseline(embed):
     return row
 
 
-def _imputation_baseline(name: str):
-    """An imputation comparator run as a worker in its own environment (``IMPUTATION_METHODS``);
-    ``None`` (no row) when that environment is missing, with the reason printed."""
+def _task_baseline(name: str):
+    """An imputation or transfer comparator run as a worker in its own environment
+    (``TASK_METHODS``); ``None`` (no row) when that environment is missing, with the reason printed."""
     def row(case, cache, seed: int = 0) -> dict | None:
-        from .methods import IMPUTATION_METHODS
+        from .methods import TASK_METHODS
         from .runner import run_method
-        from .scoring import load_outputs
+        from .scoring import load_outputs, native_transfer_scores
 
-        method = IMPUTATION_METHODS[name]
-        out = Path(case.dir).parent.parent / "imputation" / f"{case.name}__{method.module}__{seed}"
+        method = TASK_METHODS[name]
+        out = Path(case.dir).parent.parent / "comparators" / f"{case.name}__{method.module}__{seed}"
         res = run_method(method, Path(case.dir), out, seed)
         if res.status != "ok":
             print(f"[ablation] {name} on {case.name}: {res.status} ({res.error})", flush=True)
             return None
         o = load_outputs(out, case)
-        return {**_imputation_row("impute_native", imputation_truth(case), o["imputed"]),
-                "fit_s": res.fit_seconds}
+        r = {"fit_s": res.fit_seconds}
+        if o["imputed"]:
+            r.update(_imputation_row("impute_native", imputation_truth(case), o["imputed"]))
+        label = case.info["labels"]["cell"]
+        if label in o["pred"]:
+            sc = native_transfer_scores(case, o["pred"][label], label)
+            r["query_cell_native_acc"], r["query_cell_native_f1"] = sc["accuracy"], sc["macro_f1"]
+        return r
     return row
 
 
@@ -127,10 +133,12 @@ BASELINES = {
     "PCA (shared genes)": _embedding_baseline(
         lambda case, seed: {"cell": case.pca, "spatial": np.asarray(case.adjacency @ case.pca)}),
     "Majority class": majority_row,
-    "gimVI": _imputation_baseline("gimVI"),
-    "Tangram": _imputation_baseline("Tangram"),
+    "gimVI": _task_baseline("gimVI"),
+    "Tangram": _task_baseline("Tangram"),
+    "scANVI (scArches)": _task_baseline("scANVI (scArches)"),
 }
-STOCHASTIC_BASELINES = ("Harmony", "gimVI", "Tangram")  # run at every seed of the sweep
+IMPUTATION_ONLY = ("gimVI", "Tangram")
+STOCHASTIC_BASELINES = ("Harmony", "gimVI", "Tangram", "scANVI (scArches)")  # run at every seed
 
 
 def _threads() -> None:
@@ -250,6 +258,7 @@ REPORT_COLUMNS = [
     ("query_cell_mlp_acc", "query MLP acc."), ("query_cell_mlp_f1", "query MLP F1"),
     ("query_cell_knn_acc", "query kNN acc."), ("query_cell_knn_f1", "query kNN F1"),
     ("query_cell_ensemble_acc", "query ens. acc."), ("query_cell_ensemble_f1", "query ens. F1"),
+    ("query_cell_native_acc", "comparator transfer acc."), ("query_cell_native_f1", "comparator transfer F1"),
     ("fit_s", "fit s"), ("epochs", "epochs"),
 ]
 
@@ -353,7 +362,7 @@ def main(argv=None) -> None:
         if "seed" not in done:
             done["seed"] = 0
         for method, row_of in BASELINES.items():
-            if method in ("gimVI", "Tangram") and not case.info.get("masked_genes"):
+            if method in IMPUTATION_ONLY and not case.info.get("masked_genes"):
                 continue
             for seed in ([int(s) for s in a.seeds.split(",")] if method in STOCHASTIC_BASELINES else [0]):
                 mine = (done["case"] == cname) & (done["method"] == method) & (done["seed"].fillna(0) == seed)

@@ -53,12 +53,15 @@ METHODS = {
                       "as both", seeds=1),
 }
 
-# Imputation comparators: no joint embedding of their own, scored on imputation only (by the
-# report-case harness, ``benchmarks.ablation``); given what every method is given
-# (``_common.imputation_tasks``).
-IMPUTATION_METHODS = {
+# Imputation and label-transfer comparators, scored on that task only (by the report-case harness,
+# ``benchmarks.ablation``). Imputation methods are given what every method is given
+# (``_common.imputation_tasks``); transfer methods the shared genes and the reference's labels.
+TASK_METHODS = {
     "gimVI": Method("gimVI", "gimvi_", "bench", "shared + masked genes", False, True, {"max_epochs": 200},
                     note="scvi-tools external.GIMVI, default 200 epochs, raw counts"),
     "Tangram": Method("Tangram", "tangram_", "bench", "shared + masked genes", False, True, {"num_epochs": 1000},
                       note="tangram-sc 1.0.4, mode 'cells', rna_count_based density prior, log-normalised input"),
+    "scANVI (scArches)": Method("scANVI (scArches)", "scanvi_", "bench", "shared genes only", False, True,
+                                note="scvi-tools SCVI + SCANVI on the reference, load_query_data + 100 query "
+                                "epochs, predict"),
 }
