@@ -1,7 +1,9 @@
-"""Ablations of our FuseMap on the development cases: where does the section effect survive?
+"""Our FuseMap against simple baselines and comparators, case by case: the ablations on the
+development cases, and the held-out figures on the report cases.
 
     python -m benchmarks.ablation --cases starmap_mosaic,xenium_capture --variants default,no_balance
     python -m benchmarks.ablation --list            # the variants and their settings
+    make bench-report                               # the report cases (see benchmarks/README.md)
 
 Each run trains ``fusemap.integrate`` in this process with the variant's settings and scores, with
 the benchmark's own scorer (:mod:`benchmarks.scoring`):
@@ -10,13 +12,15 @@ the benchmark's own scorer (:mod:`benchmarks.scoring`):
   the full ``Benchmarker`` metric set including kBET per label;
 - section mixing of Leiden clusters (:func:`fusemap.mixing.section_mixing`): the share of cells in
   clusters that hold every section, at a resolution giving about as many clusters as labels;
-- imputation of each section's masked genes (mean Pearson R), by the model's read-out and by the
-  kNN read-out on our cell embedding;
+- imputation of each section's masked genes (mean Pearson R; SSIM, RMSE and JS for the kNN
+  read-out), by the model's read-outs and by the kNN read-out on our cell embedding;
 - annotation transfer by 15-NN on the joint embedding (reference sections -> held-out section).
 
-Harmony on the shared genes is scored the same way once per case (its spatial embedding: Harmony
-averaged over each cell's Delaunay neighbours, as in the benchmark). Rows are appended to
-``<out>/ablation.jsonl`` as they finish, so an interrupted sweep keeps what it ran.
+Baselines are scored the same way once per case and seed (:data:`BASELINES`): Harmony and the PCA
+of the shared genes (their spatial embedding: averaged over each cell's Delaunay neighbours, as in
+the benchmark), the majority class, and the task comparators (gimVI, Tangram, scANVI), run as
+workers in ``.venv-bench``. Rows are appended to ``<out>/ablation.jsonl`` and
+``<out>/baselines.jsonl`` as they finish; a rerun skips what is there, so a sweep resumes.
 """
 
 from __future__ import annotations
@@ -272,7 +276,8 @@ def _cell(rows: pd.DataFrame, col: str) -> str:
 
 
 def report(out: Path) -> Path:
-    """``ABLATION.md`` from ``ablation.jsonl`` and ``baselines.jsonl``: one table per case, variants as
+    """``ABLATION.md`` (``REPORT.md`` when every case is a report case) from ``ablation.jsonl`` and
+    ``baselines.jsonl``: one table per case, variants as
     rows (mean over seeds, ± their standard deviation where there are several, with the number of
     seeds), Harmony on the shared genes first."""
     runs = pd.read_json(out / "ablation.jsonl", lines=True)
@@ -306,7 +311,7 @@ def report(out: Path) -> Path:
             note = g["note"].dropna().iloc[0] if "note" in g and g["note"].notna().any() else ""
             notes.append(f"- `{variant}`: settings `{settings}`" + (f"; {note}" if note else ""))
         lines += [""] + notes + [""]
-    path = out / "ABLATION.md"
+    path = out / ("REPORT.md" if report_only else "ABLATION.md")
     path.write_text("\n".join(lines))
     return path
 
@@ -332,7 +337,10 @@ def main(argv=None) -> None:
     p.add_argument("--rebuild", action="store_true", help="rebuild the case folders even if they exist")
     p.add_argument("--query", action="store_true", help="also map the held-out section onto the others "
                    "and transfer labels (fusemap.map_query + transfer_labels)")
-    p.add_argument("--report", action="store_true", help="only write ABLATION.md from the JSON lines")
+    p.add_argument("--again", action="store_true", help="rerun (case, variant, seed) runs already in "
+                   "ablation.jsonl (by default they are skipped, so an interrupted sweep resumes)")
+    p.add_argument("--report", action="store_true", help="only write ABLATION.md (REPORT.md for "
+                   "report cases) from the JSON lines")
     p.add_argument("--rescore", action="store_true", help="score the stored embeddings of the runs "
                    "(benchmarks/.work/ablation) again instead of training (imputation and query columns "
                    "need the model and are left empty)")
@@ -372,8 +380,14 @@ def main(argv=None) -> None:
                 if row is not None:
                     _append(base_file, {"case": cname, "method": method, "seed": seed, **row,
                                         "load": os.getloadavg()[0]})
+        ran = pd.read_json(runs_file, lines=True) if runs_file.exists() else pd.DataFrame(
+            columns=["case", "variant", "seed"])
         for vname, settings in variants.items():
             for seed in [int(s) for s in a.seeds.split(",")]:
+                if not a.rescore and not a.again and (
+                        (ran["case"] == cname) & (ran["variant"] == vname) & (ran["seed"] == seed)).any():
+                    print(f"[ablation] {cname} / {vname} / seed {seed}: in {runs_file.name} (--again reruns)")
+                    continue
                 if a.rescore:
                     z = np.load(Path(a.work) / "ablation" / f"{cname}__{vname}__{seed}.npz")
                     row = {"case": cname, "variant": vname, "seed": seed, "settings": json.dumps(settings),
