@@ -140,6 +140,7 @@ BASELINES = {
     "gimVI": _task_baseline("gimVI"),
     "Tangram": _task_baseline("Tangram"),
     "scANVI (scArches)": _task_baseline("scANVI (scArches)"),
+    "Seurat v4 TransferData": _task_baseline("Seurat v4 TransferData"),
 }
 IMPUTATION_ONLY = ("gimVI", "Tangram")
 STOCHASTIC_BASELINES = ("Harmony", "gimVI", "Tangram", "scANVI (scArches)")  # run at every seed
@@ -311,8 +312,48 @@ def report(out: Path) -> Path:
             note = g["note"].dropna().iloc[0] if "note" in g and g["note"].notna().any() else ""
             notes.append(f"- `{variant}`: settings `{settings}`" + (f"; {note}" if note else ""))
         lines += [""] + notes + [""]
+    pc = out / "per_class_f1.csv"
+    if pc.exists():
+        t = pd.read_csv(pc)
+        lines += ["## Per-class F1 of 15-NN cell-type transfer (`per_class_f1.csv`)", "",
+                  "Mean over seeds; held-out cells of each class in brackets.", ""]
+        for cname, g in t.groupby("case", sort=False):
+            tab = g.groupby(["class", "method"], sort=False)["f1"].mean().unstack("method")
+            n = g.groupby("class")["n_query_cells"].first()
+            lines += [f"### {cname}", "", "| class (cells) | " + " | ".join(tab.columns) + " |",
+                      "|---|" + "---|" * len(tab.columns)]
+            for cls, r in tab.iterrows():
+                lines.append(f"| {cls} ({n[cls]}) | " + " | ".join(f"{v:.3f}" for v in r) + " |")
+            lines.append("")
     path = out / ("REPORT.md" if report_only else "ABLATION.md")
     path.write_text("\n".join(lines))
+    return path
+
+
+def per_class_table(out: Path, work: Path, variant: str = "default") -> Path:
+    """``per_class_f1.csv``: F1 of each cell class under 15-NN transfer, for the stored embeddings of
+    ``variant`` (every seed run) and for Harmony and PCA, per case of ``ablation.jsonl``; what the
+    README's per-class sentences cite."""
+    from .scoring import knn_transfer_predictions, per_class_f1
+
+    runs = pd.read_json(out / "ablation.jsonl", lines=True)
+    rows = []
+    for cname in runs["case"].unique():
+        case = read_case(Path(work) / "cases" / cname)
+        label = case.info["labels"]["cell"]
+        embs = {("Harmony", 0): harmony_embeddings(case)["cell"], ("PCA (shared genes)", 0): case.pca}
+        for seed in sorted(runs[(runs["case"] == cname) & (runs["variant"] == variant)]["seed"]):
+            f = Path(work) / "ablation" / f"{cname}__{variant}__{seed}.npz"
+            if f.exists():
+                embs[(f"FuseMap (ours), {variant}", int(seed))] = np.load(f)["cell"]
+        for (method, seed), e in embs.items():
+            true, pred, known = knn_transfer_predictions(case, e, label)
+            n = pd.Series(true).value_counts()
+            for cls, f1 in per_class_f1(true, pred, known).items():
+                rows.append({"case": cname, "method": method, "seed": seed, "class": cls, "f1": f1,
+                             "n_query_cells": int(n.get(cls, 0))})
+    path = out / "per_class_f1.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
 
@@ -339,14 +380,20 @@ def main(argv=None) -> None:
                    "and transfer labels (fusemap.map_query + transfer_labels)")
     p.add_argument("--again", action="store_true", help="rerun (case, variant, seed) runs already in "
                    "ablation.jsonl (by default they are skipped, so an interrupted sweep resumes)")
+    p.add_argument("--per-class", action="store_true", help="write per_class_f1.csv (15-NN transfer, "
+                   "per cell class) from the stored embeddings of the default runs")
     p.add_argument("--report", action="store_true", help="only write ABLATION.md (REPORT.md for "
                    "report cases) from the JSON lines")
     p.add_argument("--rescore", action="store_true", help="score the stored embeddings of the runs "
                    "(benchmarks/.work/ablation) again instead of training (imputation and query columns "
                    "need the model and are left empty)")
     a = p.parse_args(argv)
+    if a.per_class:
+        print(per_class_table(Path(a.out), Path(a.work)))
     if a.report:
         print(report(Path(a.out)))
+        return
+    if a.per_class:
         return
     if a.list:
         for k, v in VARIANTS.items():

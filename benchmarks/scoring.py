@@ -313,13 +313,26 @@ def imputation_scores(truth: dict, imputed: dict) -> dict[str, float]:
 def transfer_scores(case: Case, embedding: np.ndarray, label_key: str, k: int = KNN_TRANSFER_K) -> dict[str, float]:
     """kNN classifier on the reference sections' cells, evaluated on the held-out section's cells
     whose true label exists in the reference (labels unique to the query cannot be transferred)."""
+    return label_scores(*knn_transfer_predictions(case, embedding, label_key, k))
+
+
+def knn_transfer_predictions(case: Case, embedding: np.ndarray, label_key: str,
+                             k: int = KNN_TRANSFER_K) -> tuple[np.ndarray, np.ndarray, set]:
+    """True and 15-NN-predicted labels of the held-out cells, and the reference's label set."""
     sec = case.obs["section"].astype(str).to_numpy()
     y = case.obs[label_key].astype(str).to_numpy()
     ref = np.isin(sec, case.info["reference"])
     qry = sec == case.info["held_out"]
-    clf = KNeighborsClassifier(n_neighbors=k).fit(embedding[ref], y[ref])
-    pred = clf.predict(embedding[qry])
-    return label_scores(y[qry], pred, set(y[ref]))
+    pred = KNeighborsClassifier(n_neighbors=k).fit(embedding[ref], y[ref]).predict(embedding[qry])
+    return y[qry], pred, set(y[ref])
+
+
+def per_class_f1(true: np.ndarray, pred: np.ndarray, known: set) -> dict[str, float]:
+    """F1 of each class the reference and the held-out section share (cells of other classes left out)."""
+    m = np.isin(true, list(known))
+    labels = sorted(known & set(true[m]))
+    f1 = f1_score(true[m], pred[m], labels=labels, average=None, zero_division=0)
+    return dict(zip(labels, (float(v) for v in f1)))
 
 
 def label_scores(true: np.ndarray, pred: np.ndarray, known: set) -> dict[str, float]:

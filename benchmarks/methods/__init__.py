@@ -64,4 +64,6 @@ TASK_METHODS = {
     "scANVI (scArches)": Method("scANVI (scArches)", "scanvi_", "bench", "shared genes only", False, True,
                                 note="scvi-tools SCVI + SCANVI on the reference, load_query_data + 100 query "
                                 "epochs, predict"),
+    "Seurat v4 TransferData": Method("Seurat v4 TransferData", "seurat_transfer", "r", "shared genes only", False,
+                                     False, note="FindTransferAnchors (pcaproject) + TransferData, defaults"),
 }

@@ -1,0 +1,48 @@
+"""Seurat v4 label transfer (Debian's r-cran-seurat): ``FindTransferAnchors`` from the reference
+sections (merged, LogNormalize, all shared genes as features, PCA) onto the held-out section and
+``TransferData`` of the cell types, at Seurat's defaults otherwise. Run through Rscript
+(seurat_transfer.R beside this file). A label-transfer comparator; ``cell`` is the shared-gene PCA
+(never scored as Seurat's integration, which the ``seurat`` worker covers)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+import scipy.sparse as sp
+
+from ._common import Clock, load_case, parse_args, save_outputs, shared_counts
+from .pca import shared_pca
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    info, secs = load_case(args.case)
+    a = shared_counts(info, secs)
+    label = info["labels"]["cell"]
+    sec = a.obs["section"].astype(str).to_numpy()
+    use = np.isin(sec, info["reference"]) | (sec == info["held_out"])
+    b = a[use]
+    work = Path(args.out) / "seurat_io"
+    work.mkdir(parents=True, exist_ok=True)
+    scipy.io.mmwrite(str(work / "counts.mtx"), sp.csr_matrix(b.X).T.tocoo())
+    (work / "genes.txt").write_text("\n".join(b.var_names) + "\n")
+    role = np.where(np.isin(b.obs["section"].astype(str), info["reference"]), "reference", "query")
+    pd.DataFrame({"cell": b.obs_names, "role": role, "label": b.obs[label].astype(str).to_numpy()}).to_csv(
+        work / "obs.csv", index=False)
+    clock = Clock()
+    with clock():
+        subprocess.run(["Rscript", str(Path(__file__).with_name("seurat_transfer.R")), str(work), str(args.seed)],
+                       check=True)
+    pred = pd.read_csv(work / "predictions.csv")
+    version = (work / "version.txt").read_text().strip() if (work / "version.txt").exists() else ""
+    save_outputs(args.out, a.obs_names, cell=shared_pca(a),
+                 predictions={label: (pred["cell"].astype(str).to_numpy(), pred["predicted"].astype(str).to_numpy())},
+                 meta={"seurat_version": version, "task": "label transfer"}, fit_seconds=clock.seconds)
+
+
+if __name__ == "__main__":
+    main()
