@@ -60,7 +60,8 @@ bench-report: setup
 	benchmarks/envs/bench.sh
 	FUSEMAP_DATA_DIR=$${FUSEMAP_DATA_DIR:-$$(cd .. && pwd)/shared/data} $(PY) -m benchmarks.ablation \
 	  --cases hippocampus_xenium_slideseq,cortex_three_tech,hippocampus_scref \
-	  --variants default,shared_genes_only --seeds 0,1,2 --query --out benchmarks/results/report_cases
+	  --variants default,shared_genes_only --seeds 0,1,2 --comparator-seeds 0,1,2 --query \
+	  --out benchmarks/results/report_cases
 	$(PY) -m benchmarks.ablation --report --out benchmarks/results/report_cases
 
 bench-perf: setup
