@@ -334,11 +334,11 @@ def report(out: Path) -> Path:
 def per_class_table(out: Path, work: Path, variant: str = "default") -> Path:
     """``per_class_f1.csv``: F1 of each cell class under 15-NN transfer, for the stored embeddings of
     ``variant`` (every seed run) and for Harmony and PCA, per case of ``ablation.jsonl``; what the
-    README's per-class sentences cite."""
+    README's per-class sentences cite. ``confusion.csv``: the confusion counts behind them."""
     from .scoring import knn_transfer_predictions, per_class_f1
 
     runs = pd.read_json(out / "ablation.jsonl", lines=True)
-    rows = []
+    rows, confusion = [], []
     for cname in runs["case"].unique():
         case = read_case(Path(work) / "cases" / cname)
         label = case.info["labels"]["cell"]
@@ -349,12 +349,16 @@ def per_class_table(out: Path, work: Path, variant: str = "default") -> Path:
                 embs[(f"FuseMap (ours), {variant}", int(seed))] = np.load(f)["cell"]
         for (method, seed), e in embs.items():
             true, pred, known = knn_transfer_predictions(case, e, label)
+            pairs = pd.DataFrame({"true": true, "predicted": pred}).value_counts().rename("cells").reset_index()
+            confusion.append(pairs.assign(case=cname, method=method, seed=seed))
             n = pd.Series(true).value_counts()
             for cls, f1 in per_class_f1(true, pred, known).items():
                 rows.append({"case": cname, "method": method, "seed": seed, "class": cls, "f1": f1,
                              "n_query_cells": int(n.get(cls, 0))})
     path = out / "per_class_f1.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
+    pd.concat(confusion)[["case", "method", "seed", "true", "predicted", "cells"]].to_csv(
+        out / "confusion.csv", index=False)  # held-out cells by true and 15-NN-predicted class
     return path
 
 
