@@ -325,6 +325,10 @@ def report(out: Path) -> Path:
     seeds), Harmony on the shared genes first."""
     runs = pd.read_json(out / "ablation.jsonl", lines=True)
     base = pd.read_json(out / "baselines.jsonl", lines=True) if (out / "baselines.jsonl").exists() else pd.DataFrame()
+    # the same rows as CSV, for spreadsheets and for the READMEs' figures
+    runs.to_csv(out / "ablation.csv", index=False)
+    if len(base):
+        base.to_csv(out / "baselines.csv", index=False)
     report_only = set(runs["case"]) <= set(case_builders.REPORT_CASES)
     title = ("# Our FuseMap on the report cases (no default was chosen on them)" if report_only
              else "# Ablations of our FuseMap on the development cases")
