@@ -176,6 +176,8 @@ def run_variant(case, name: str, settings: dict, seed: int) -> tuple[dict, dict]
         for method in ("decoder", "knn", "blend"):
             imputed[method] = {}
             for s in order:
+                if not case.info["masked_genes"].get(s):  # a section that masked nothing
+                    continue
                 res = fusemap.impute(model, [s], genes=case.info["masked_genes"][s], method=method)
                 imputed[method][s] = (list(res.var_names), np.asarray(res.X))
     hist = model.history_frame()
