@@ -38,6 +38,8 @@ import scipy.sparse as sp
 
 from fusemap import datasets
 
+from .methods._common import log_normalise
+
 CASES = ("starmap_mosaic", "starmap_osmfish")
 OSMFISH_CELLS = 1500
 
@@ -111,6 +113,13 @@ def _clean(a: ad.AnnData, name: str, technology: str) -> ad.AnnData:
     return b
 
 
+def _spell_as(a: ad.AnnData, reference_names) -> ad.AnnData:
+    """Spell the genes shared with a reference panel as the reference does (case-insensitive)."""
+    ref = {g.lower(): g for g in reference_names}
+    a.var_names = [ref.get(g.lower(), g) for g in a.var_names]
+    return a
+
+
 def _section_name(a: ad.AnnData, default: str) -> str:
     s = a.obs["section"].astype(str).unique()
     return str(s[0]) if len(s) == 1 else default
@@ -145,10 +154,7 @@ def build_starmap_osmfish() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInf
     osm = osm[osm.obs["region"].astype(str).isin(LAYER)].copy()
     # 1,500 of its 3,410 cortical cells (fixed seed): keeps the full run practical on 2 CPU cores
     keep = np.sort(np.random.default_rng(0).choice(osm.n_obs, min(OSMFISH_CELLS, osm.n_obs), replace=False))
-    osm = osm[keep].copy()
-    # spell shared genes as STARmap does (case-insensitive match)
-    star_genes = {g.lower(): g for g in secs[0].var_names}
-    osm.var_names = [star_genes.get(g.lower(), g) for g in osm.var_names]
+    osm = _spell_as(osm[keep].copy(), secs[0].var_names)
     secs.append(_clean(osm, "osmFISH", "osmFISH"))
     for b in secs:
         ct = b.obs["cell_type"].astype(str)
@@ -286,9 +292,7 @@ def classes_by_markers(a: ad.AnnData, cluster_key: str) -> dict[str, str]:
     log-normalised expression are z-scored over clusters, gene by gene; a class scores the mean z of
     its markers the dataset measured (:data:`CLASS_MARKERS`); each cluster takes its best class.
     A class with no measured marker cannot be called in that dataset."""
-    x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X, dtype=np.float64)
-    lib = x.sum(1, keepdims=True)
-    x = np.log1p(x / np.maximum(lib, 1e-12) * float(np.median(lib[lib > 0])))
+    x = log_normalise(a.X)
     clusters = a.obs[cluster_key].astype(str).to_numpy()
     names = sorted(set(clusters))
     means = np.stack([x[clusters == c].mean(0) for c in names])
@@ -312,19 +316,6 @@ def _coarse_by_markers(a: ad.AnnData, cluster_key: str) -> ad.AnnData:
     return a
 
 
-def _draw(a: ad.AnnData, n: int, seed: int = 0) -> ad.AnnData:
-    if a.n_obs <= n:
-        return a
-    return a[np.sort(np.random.default_rng(seed).choice(a.n_obs, n, replace=False))].copy()
-
-
-def _harmonise_gene_case(a: ad.AnnData, reference_names) -> ad.AnnData:
-    """Spell genes shared with the reference panel as the reference does (case-insensitive)."""
-    ref = {g.lower(): g for g in reference_names}
-    a.var_names = [ref.get(g.lower(), g) for g in a.var_names]
-    return a
-
-
 HIPPOCAMPUS_CELLS = 2500
 HIPPOCAMPUS_MASKED = 20
 HIPPOCAMPUS_NICHES = 6
@@ -343,7 +334,7 @@ def build_hippocampus_xenium_slideseq() -> tuple[list[ad.AnnData], list[ad.AnnDa
     """
     xen = _coarse_by_markers(datasets.load("xenium_mousebrain_ctxhp"), "louvain_cluster")
     ssq = _coarse_by_markers(datasets.load("slideseqv2_hippocampus"), "louvain_cluster")
-    ssq = _harmonise_gene_case(ssq, xen.var_names)
+    ssq = _spell_as(ssq, xen.var_names)
     tissues = [(np.asarray(t.obsm["spatial"], dtype=np.float64)[:, :2], t.obs["cell_type"].to_numpy())
                for t in (xen, ssq)]
     for t, lab in zip((xen, ssq), joint_niche_labels(tissues, HIPPOCAMPUS_NICHES)):
@@ -354,7 +345,7 @@ def build_hippocampus_xenium_slideseq() -> tuple[list[ad.AnnData], list[ad.AnnDa
     names, techs = ["Xenium", "SlideseqV2"], ["Xenium", "Slide-seqV2"]
     secs, truth, masked_genes = [], [], {}
     for i, (t, n, tech) in enumerate(zip((xen, ssq), names, techs)):
-        t = _draw(t, HIPPOCAMPUS_CELLS)
+        t = subsample([t], HIPPOCAMPUS_CELLS)[0]
         t = t[np.asarray(t.X.sum(1)).ravel() > 0].copy()
         mask = [common[j] for j in sorted(masked_idx[i * HIPPOCAMPUS_MASKED:(i + 1) * HIPPOCAMPUS_MASKED])]
         masked_genes[n] = mask
@@ -393,7 +384,7 @@ def build_cortex_three_tech() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseI
     """
     star_secs, _, _ = build_starmap_osmfish()  # STARmap + osmFISH with harmonised classes
     xen = _coarse_by_markers(datasets.load("xenium_mousebrain_ctxhp"), "louvain_cluster")
-    xen = _harmonise_gene_case(xen, star_secs[0].var_names)
+    xen = _spell_as(xen, star_secs[0].var_names)
     tissues = [(np.asarray(t.obsm["spatial"], dtype=np.float64)[:, :2], t.obs["cell_type"].astype(str).to_numpy())
                for t in star_secs + [xen]]
     labs = joint_niche_labels(tissues, THREE_TECH_NICHES)
@@ -401,7 +392,7 @@ def build_cortex_three_tech() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseI
         t.obs["region_original"] = t.obs["region"].astype(str).to_numpy()
         t.obs["region"] = pd.Categorical(lab)
     xen.obs["region"] = labs[-1]
-    xen = _draw(xen, THREE_TECH_XENIUM_CELLS)
+    xen = subsample([xen], THREE_TECH_XENIUM_CELLS)[0]
     star, osm = set(star_secs[0].var_names), set(star_secs[-1].var_names)
     candidates = [g for g in xen.var_names if g in star and g not in osm]
     rng = np.random.default_rng(0)
@@ -448,10 +439,10 @@ def build_hippocampus_scref() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseI
     ref.obs["cell_type"] = ref.obs["cell_type_original"].map(HIPPOCAMPUS_REF_CLASS).to_numpy()
     ref.obs["region"] = "none"
     ssq = _coarse_by_markers(datasets.load("slideseqv2_hippocampus"), "louvain_cluster")
-    ssq = _harmonise_gene_case(ssq, ref.var_names)
+    ssq = _spell_as(ssq, ref.var_names)
     ssq.obs["region"] = niche_labels(np.asarray(ssq.obsm["spatial"], dtype=np.float64)[:, :2],
                                      ssq.obs["cell_type"].to_numpy(), HIPPOCAMPUS_NICHES)
-    ssq = _draw(ssq, HIPPOCAMPUS_CELLS)
+    ssq = subsample([ssq], HIPPOCAMPUS_CELLS)[0]
     ssq = ssq[np.asarray(ssq.X.sum(1)).ravel() > 0].copy()
     if "spatial" in ref.obsm:
         del ref.obsm["spatial"]

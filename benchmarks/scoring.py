@@ -21,7 +21,7 @@ from scipy.spatial import Delaunay
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
-from .methods._common import load_case, log_normalise, shared_counts
+from .methods._common import imputation_tasks, load_case, log_normalise, shared_counts
 from .methods.pca import shared_pca
 
 KNN_IMPUTE_K = 15
@@ -220,29 +220,19 @@ def knn_impute(case: Case, embedding: np.ndarray, k: int = KNN_IMPUTE_K) -> dict
     cells (in ``embedding``) among the other sections that measured the gene."""
     xs, _, _ = _section_lognorm(case)
     sec_of = case.obs["section"].astype(str).to_numpy()
-    out = {}
-    for i, s in enumerate(case.info["sections"]):
-        genes = case.info["masked_genes"].get(s, [])
-        if not genes:
-            continue
-        target = embedding[sec_of == s]
-        pred = np.zeros((target.shape[0], len(genes)), dtype=np.float32)
-        # group genes by the set of source sections that measured them (few distinct sets)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for gi, g in enumerate(genes):
-            src = tuple(j for j, a in enumerate(case.sections) if j != i and g in set(a.var_names))
-            groups.setdefault(src, []).append(gi)
-        for src, gidx in groups.items():
-            if not src:
-                pred[:, gidx] = np.nan
-                continue
-            src_emb = np.concatenate([embedding[sec_of == case.info["sections"][j]] for j in src])
-            src_x = np.concatenate([
-                xs[j][:, [list(case.sections[j].var_names).index(genes[gi]) for gi in gidx]] for j in src])
-            nn = NearestNeighbors(n_neighbors=min(k, len(src_emb))).fit(src_emb)
-            _, idx = nn.kneighbors(target)
-            pred[:, gidx] = src_x[idx].mean(1)
-        out[s] = (list(genes), pred)
+    names = case.info["sections"]
+    # genes no other section measured stay NaN (no score)
+    out = {s: (list(case.info["masked_genes"][s]), np.full(((sec_of == s).sum(), len(case.info["masked_genes"][s])),
+                                                          np.nan, dtype=np.float32))
+           for s in names if case.info.get("masked_genes", {}).get(s)}
+    # what every imputation method is given: groups of genes measured by the same other sections
+    for i, genes, src, _ in imputation_tasks(case.info, case.sections):
+        target = embedding[sec_of == names[i]]
+        src_emb = np.concatenate([embedding[sec_of == names[j]] for j in src])
+        src_x = np.concatenate([xs[j][:, [list(case.sections[j].var_names).index(g) for g in genes]] for j in src])
+        _, idx = NearestNeighbors(n_neighbors=min(k, len(src_emb))).fit(src_emb).kneighbors(target)
+        col = {g: c for c, g in enumerate(out[names[i]][0])}
+        out[names[i]][1][:, [col[g] for g in genes]] = src_x[idx].mean(1)
     return out
 
 

@@ -1,12 +1,10 @@
 # Seurat v4 anchor integration of the sections in <dir> (counts.mtx genes x cells, genes.txt,
 # obs.csv with cell and section); writes <dir>/embedding.csv (PCA of the integrated assay).
-suppressPackageStartupMessages({ library(Seurat); library(Matrix) })
+this_dir <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1]))
+source(file.path(this_dir, "seurat_io.R"))
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]; set.seed(as.integer(args[2]))
-counts <- as(readMM(file.path(dir, "counts.mtx")), "CsparseMatrix")
-genes <- readLines(file.path(dir, "genes.txt"))
-obs <- read.csv(file.path(dir, "obs.csv"), stringsAsFactors = FALSE)
-rownames(counts) <- genes; colnames(counts) <- obs$cell
+io <- read_case_io(dir); counts <- io$counts; genes <- io$genes; obs <- io$obs
 meta <- data.frame(section = obs$section, row.names = obs$cell)
 obj <- CreateSeuratObject(counts, meta.data = meta, min.cells = 0, min.features = 0)
 parts <- SplitObject(obj, split.by = "section")

@@ -15,16 +15,22 @@ import scipy.sparse as sp
 from ._common import Clock, load_case, parse_args, save_outputs, shared_counts
 
 
+def write_case_io(work: Path, a, obs: pd.DataFrame) -> Path:
+    """The counts (genes x cells MatrixMarket), gene names and ``obs`` (with a ``cell`` column) in
+    ``work``, as ``seurat_io.R``'s ``read_case_io`` reads them."""
+    work.mkdir(parents=True, exist_ok=True)
+    scipy.io.mmwrite(str(work / "counts.mtx"), sp.csr_matrix(a.X).T.tocoo())
+    (work / "genes.txt").write_text("\n".join(a.var_names) + "\n")
+    obs.to_csv(work / "obs.csv", index=False)
+    return work
+
+
 def main() -> None:
     args = parse_args(__doc__)
     info, secs = load_case(args.case)
     a = shared_counts(info, secs)
-    work = Path(args.out) / "seurat_io"
-    work.mkdir(parents=True, exist_ok=True)
-    scipy.io.mmwrite(str(work / "counts.mtx"), sp.csr_matrix(a.X).T.tocoo())
-    (work / "genes.txt").write_text("\n".join(a.var_names) + "\n")
-    pd.DataFrame({"cell": a.obs_names, "section": a.obs["section"].astype(str).to_numpy()}).to_csv(
-        work / "obs.csv", index=False)
+    work = write_case_io(Path(args.out) / "seurat_io", a,
+                         pd.DataFrame({"cell": a.obs_names, "section": a.obs["section"].astype(str).to_numpy()}))
     clock = Clock()
     with clock():
         subprocess.run(["Rscript", str(Path(__file__).with_name("seurat.R")), str(work), str(args.seed)], check=True)

@@ -1,13 +1,11 @@
 # Seurat v4 label transfer (FindTransferAnchors + TransferData, its defaults: pcaproject) from the
 # reference cells onto the query cells in <dir> (counts.mtx genes x cells, genes.txt, obs.csv with
 # cell, role and label); writes <dir>/predictions.csv (cell, predicted label).
-suppressPackageStartupMessages({ library(Seurat); library(Matrix) })
+this_dir <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1]))
+source(file.path(this_dir, "seurat_io.R"))
 args <- commandArgs(trailingOnly = TRUE)
 dir <- args[1]; set.seed(as.integer(args[2]))
-counts <- as(readMM(file.path(dir, "counts.mtx")), "CsparseMatrix")
-genes <- readLines(file.path(dir, "genes.txt"))
-obs <- read.csv(file.path(dir, "obs.csv"), stringsAsFactors = FALSE)
-rownames(counts) <- genes; colnames(counts) <- obs$cell
+io <- read_case_io(dir); counts <- io$counts; genes <- io$genes; obs <- io$obs
 meta <- data.frame(label = obs$label, row.names = obs$cell)
 ref_cells <- obs$cell[obs$role == "reference"]; qry_cells <- obs$cell[obs$role == "query"]
 ref <- CreateSeuratObject(counts[, ref_cells], meta.data = meta[ref_cells, , drop = FALSE],

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.io
-import scipy.sparse as sp
 
 from ._common import Clock, load_case, parse_args, save_outputs, shared_counts
 from .pca import shared_pca
+from .seurat import write_case_io
 
 
 def main() -> None:
@@ -26,13 +25,9 @@ def main() -> None:
     sec = a.obs["section"].astype(str).to_numpy()
     use = np.isin(sec, info["reference"]) | (sec == info["held_out"])
     b = a[use]
-    work = Path(args.out) / "seurat_io"
-    work.mkdir(parents=True, exist_ok=True)
-    scipy.io.mmwrite(str(work / "counts.mtx"), sp.csr_matrix(b.X).T.tocoo())
-    (work / "genes.txt").write_text("\n".join(b.var_names) + "\n")
     role = np.where(np.isin(b.obs["section"].astype(str), info["reference"]), "reference", "query")
-    pd.DataFrame({"cell": b.obs_names, "role": role, "label": b.obs[label].astype(str).to_numpy()}).to_csv(
-        work / "obs.csv", index=False)
+    work = write_case_io(Path(args.out) / "seurat_io", b, pd.DataFrame(
+        {"cell": b.obs_names, "role": role, "label": b.obs[label].astype(str).to_numpy()}))
     clock = Clock()
     with clock():
         subprocess.run(["Rscript", str(Path(__file__).with_name("seurat_transfer.R")), str(work), str(args.seed)],
