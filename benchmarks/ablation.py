@@ -54,6 +54,8 @@ VARIANTS: dict[str, dict] = {
     "no_gene_bias": {"section_gene_bias": False},
     "not_variational": {"variational": False},
     "cosine_balance": {"balance_rule": "cosine"},
+    # the default before the balance rule measured distances against each section's typical one
+    "absolute_balance": {"balance_rule": "overlap"},
     "mmd_1": {"mmd_weight": 1.0},
     "mmd_5": {"mmd_weight": 5.0},
     "mmd_20": {"mmd_weight": 20.0},

@@ -467,14 +467,44 @@ def build_hippocampus_scref() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseI
     return [r, b], [None, truth], info
 
 
+def build_starmap_scref() -> tuple[list[ad.AnnData], list[ad.AnnData], CaseInfo]:
+    """A reference without coordinates and a spatial section of another technology, from the
+    development data: the three STARmap mPFC sections pooled into one reference with their
+    coordinates dropped (3,190 cells, 166 genes, the part a dissociated single-cell reference plays)
+    and the 1,500 osmFISH cortical cells of ``starmap_osmfish`` (33 genes); 11 genes in common.
+
+    The development counterpart of ``hippocampus_scref``: it is where the balance step and the
+    annotation transfer from a reference without coordinates may be tuned. Labels and layers as in
+    ``starmap_osmfish``; the reference has no region ("none"), so only the cell embedding is scored.
+    No gene is masked (11 shared genes leave none to spare). Transfer: reference -> osmFISH.
+    """
+    secs, _, base = build_starmap_osmfish()
+    ref = ad.concat(secs[:-1], join="inner", merge="same")
+    ref.obs["section"] = pd.Categorical(["STARmapRef"] * ref.n_obs)
+    ref.obs["region"] = pd.Categorical(["none"] * ref.n_obs)
+    del ref.obsm["spatial"]
+    ref.uns["technology"] = "STARmap (coordinates dropped)"
+    osm = secs[-1]
+    info = CaseInfo(
+        name="starmap_scref", sections=["STARmapRef", "osmFISH"], files=[], shared_genes=base.shared_genes,
+        reference=["STARmapRef"], held_out="osmFISH",
+        technology={"STARmapRef": "STARmap (coordinates dropped)", "osmFISH": "osmFISH"},
+        no_coordinates=["STARmapRef"],
+        description="STARmap mPFC BZ5/BZ9/BZ14 pooled, coordinates dropped (3,190 cells, 166 genes) as a "
+                    f"reference + osmFISH SScortex cortical layers (1,500 cells, 33 genes); "
+                    f"{len(base.shared_genes)} shared genes; harmonised coarse cell classes",
+    )
+    return [ref, osm], [], info
+
+
 BUILDERS = {"starmap_mosaic": build_starmap_mosaic, "starmap_osmfish": build_starmap_osmfish,
             "xenium_capture": build_xenium_capture,
             "hippocampus_xenium_slideseq": build_hippocampus_xenium_slideseq,
             "cortex_three_tech": build_cortex_three_tech,
-            "hippocampus_scref": build_hippocampus_scref}
+            "hippocampus_scref": build_hippocampus_scref, "starmap_scref": build_starmap_scref}
 # Development cases: defaults may be chosen on them. Report cases: never used to choose a default;
 # the headline figures come from them only.
-DEVELOPMENT_CASES = ("starmap_mosaic", "starmap_osmfish", "xenium_capture")
+DEVELOPMENT_CASES = ("starmap_mosaic", "starmap_osmfish", "xenium_capture", "starmap_scref")
 REPORT_CASES = ("hippocampus_xenium_slideseq", "cortex_three_tech", "hippocampus_scref")
 
 

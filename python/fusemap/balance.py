@@ -61,35 +61,84 @@ def cluster_similarity(embeddings: list[np.ndarray], labels: list[np.ndarray],
     return best
 
 
+def _centroids(emb: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster centroids and spreads (root mean squared distance of a cluster's cells to its centroid)."""
+    c = np.stack([emb[lab == k].mean(0) for k in range(lab.max() + 1)])
+    spread = np.sqrt(np.stack([((emb[lab == k] - c[k]) ** 2).sum(1).mean() for k in range(len(c))]))
+    return c, np.maximum(spread, 1e-12)
+
+
+def _nearest_partner(cents: list[np.ndarray], v: int, part: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """For each cluster of section ``v``: distance to, and position of, the nearest partner centroid."""
+    o = np.concatenate([cents[u] for u in part])
+    d = np.sqrt(((cents[v][:, None, :] - o[None, :, :]) ** 2).sum(-1))
+    j = d.argmin(1)
+    return d[np.arange(len(j)), j], o[j]
+
+
 def cluster_overlap(embeddings: list[np.ndarray], labels: list[np.ndarray],
-                    partners: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+                    partners: Sequence[Sequence[int]] | None = None,
+                    offsets: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
     """For each section, each cluster's distance to the nearest centroid of a partner section's
     clusters, in units of the cluster's own spread (root mean squared distance of its cells to its
-    centroid). Below 1 the counterpart lies inside the cluster's cloud of cells."""
-    cents, spreads = [], []
-    for emb, lab in zip(embeddings, labels):
-        c = np.stack([emb[lab == k].mean(0) for k in range(lab.max() + 1)])
-        spread = np.sqrt(np.stack([((emb[lab == k] - c[k]) ** 2).sum(1).mean() for k in range(len(c))]))
-        cents.append(c)
-        spreads.append(np.maximum(spread, 1e-12))
+    centroid). Below 1 the counterpart lies inside the cluster's cloud of cells. ``offsets[v]``,
+    where given, is subtracted from section ``v``'s centroids (not from its partners') first."""
+    stats = [_centroids(e, lab) for e, lab in zip(embeddings, labels)]
     out = []
-    for v, (c, spread, part) in enumerate(zip(cents, spreads, _partners(len(cents), partners))):
-        others = [cents[u] for u in part]
-        if not others:
-            out.append(np.zeros(len(c)))
+    for v, part in enumerate(_partners(len(stats), partners)):
+        if not part:
+            out.append(np.zeros(len(stats[v][0])))
             continue
-        o = np.concatenate(others)
-        d = np.sqrt(((c[:, None, :] - o[None, :, :]) ** 2).sum(-1)).min(1)
-        out.append(d / spread)
+        cents = [c for c, _ in stats]
+        if offsets is not None and offsets[v] is not None:  # moves section v only, its partners stay
+            cents[v] = cents[v] - offsets[v]
+        out.append(_nearest_partner(cents, v, part)[0] / stats[v][1])
     return out
 
 
-def balance_weights(embeddings: list[np.ndarray], *, rule: str = "overlap", resolution: float = 1.0,
+def section_offsets(embeddings: list[np.ndarray], labels: list[np.ndarray],
+                    partners: Sequence[Sequence[int]] | None = None, rounds: int = 3) -> list[np.ndarray]:
+    """Each section's common translation from its partners: the median over its cells of the vector
+    from their cluster's nearest partner centroid to their cluster's centroid (per dimension). Most
+    clusters have a counterpart, so the median is what they share: a section effect, not biology.
+    Repeated ``rounds`` times on the moved centroids, so an offset larger than the distance between
+    populations, which pairs some clusters with the wrong counterpart at first, is still found."""
+    cents = [_centroids(e, lab)[0] for e, lab in zip(embeddings, labels)]
+    out = []
+    for v, (lab, part) in enumerate(zip(labels, _partners(len(cents), partners))):
+        offset = np.zeros(cents[v].shape[1])
+        for _ in range(rounds if part else 0):
+            moved = list(cents)
+            moved[v] = cents[v] - offset
+            offset = offset + np.median((moved[v] - _nearest_partner(moved, v, part)[1])[lab], axis=0)
+        out.append(offset)
+    return out
+
+
+def typical_overlap(overlap: list[np.ndarray], labels: list[np.ndarray]) -> list[float]:
+    """Each section's typical distance to a counterpart: the median of :func:`cluster_overlap` over
+    its cells, at least 1. Above 1, most of the section's cells lie outside every counterpart's
+    reach, which is a section effect that pretraining left, not biology the others lack."""
+    return [max(1.0, float(np.median(r[lab]))) for r, lab in zip(overlap, labels)]
+
+
+def balance_weights(embeddings: list[np.ndarray], *, rule: str = "relative_overlap", resolution: float = 1.0,
                     low: float = 0.5, high: float = 0.8, floor: float = 0.05, seed: int = 0,
                     partners: Sequence[Sequence[int]] | None = None) -> tuple[list[np.ndarray], dict]:
     """Per-cell weights (mean 1 within each section) and a summary of what was down-weighted.
 
-    ``rule='overlap'`` (default): a cluster keeps full weight when the nearest cluster centroid of
+    ``rule='relative_overlap'`` (default): as ``'overlap'`` where at least half of every section's
+    cells lie within their cluster's spread of a counterpart. A section beyond that (its typical
+    distance, :func:`typical_overlap`, above 1) was left apart by pretraining: its common
+    translation (:func:`section_offsets`) is removed and its distances are divided by its typical
+    distance, so a unique population is one much farther from any counterpart than the section's
+    cells usually are. Where
+    pretraining left sections apart (most clusters beyond their own spread: Slide-seqV2 beads
+    against a Drop-seq reference or Xenium cells), ``'overlap'`` down-weighted 54-100 % of a
+    section's cells and the renormalised weights put the alignment on the few left; where fewer
+    than half of a section's cells lie beyond their spread, both rules give the same weights.
+
+    ``rule='overlap'``: a cluster keeps full weight when the nearest cluster centroid of
     another section lies within its own spread (:func:`cluster_overlap` at most ``OVERLAP_FULL``)
     and gets the floor weight beyond ``OVERLAP_NONE`` spreads. ``rule='cosine'`` (the paper's
     idea): cosine similarity of centred centroids between ``low`` and ``high``. The cosine rule
@@ -111,10 +160,19 @@ def balance_weights(embeddings: list[np.ndarray], *, rule: str = "overlap", reso
         kept = [s >= high for s in scores]
     else:
         scores = cluster_overlap(embeddings, labels, partners)
+        scale = [1.0] * len(scores)
+        if rule == "relative_overlap" and max(typical_overlap(scores, labels)) > 1.0:
+            apart = [t > 1.0 for t in typical_overlap(scores, labels)]
+            offsets = [o if a else None for o, a in zip(section_offsets(embeddings, labels, partners), apart)]
+            moved = cluster_overlap(embeddings, labels, partners, offsets)
+            scale = [t if a else 1.0 for t, a in zip(typical_overlap(moved, labels), apart)]
+            scores = [m / t if a else r for r, m, t, a in zip(scores, moved, scale, apart)]
         full = [np.clip((OVERLAP_NONE - r) / (OVERLAP_NONE - OVERLAP_FULL), 0.0, 1.0) for r in scores]
         kept = [r <= OVERLAP_FULL for r in scores]
     weights, summary = [], {"rule": rule, "n_clusters": [], "n_downweighted_clusters": [],
                             "downweighted_cell_fraction": []}
+    if rule == "relative_overlap":
+        summary["typical_overlap"] = [round(s, 3) for s in scale]
     for lab, f, ok in zip(labels, full, kept):
         w_cluster = floor + (1 - floor) * f
         w = w_cluster[lab]
@@ -147,7 +205,7 @@ def balance_sentence(summary: dict, names: list[str]) -> str:
     return out + "."
 
 
-BALANCE_RULES = ("overlap", "cosine")
+BALANCE_RULES = ("relative_overlap", "overlap", "cosine")
 OVERLAP_FULL = 1.0
 """A cluster whose nearest other-section centroid is within this many spreads keeps full weight."""
 OVERLAP_NONE = 2.0

@@ -172,9 +172,11 @@ class TrainConfig:
     """Weight of the KL term of the variational cell encoders."""
     balance: bool = True
     """Compute per-cell balance weights after phase 1 and use them in phase 2."""
-    balance_rule: Literal["overlap", "cosine"] = "overlap"
+    balance_rule: Literal["relative_overlap", "overlap", "cosine"] = "relative_overlap"
     """How a cluster without counterpart is recognised: 'overlap', its nearest centroid in another
-    section lies beyond its own spread; 'cosine', centred centroids less alike than
+    section lies beyond its own spread; 'relative_overlap', the same measured against how far the
+    section's cells typically lie from a counterpart (differs from 'overlap' only where pretraining
+    left most of a section beyond its spread); 'cosine', centred centroids less alike than
     ``balance_low``/``balance_high`` (see fusemap.balance)."""
     balance_resolution: float = 1.0
     """Leiden resolution of the per-section clusters that balance weights are computed on."""
@@ -430,7 +432,8 @@ class FuseMapConfig:
             (0 <= t.balance_floor <= 1, "balance_floor", t.balance_floor, "a number in [0, 1]"),
             (t.balance_low < t.balance_high, "balance_low/balance_high", (t.balance_low, t.balance_high),
              "balance_low < balance_high"),
-            (t.balance_rule in ("overlap", "cosine"), "balance_rule", t.balance_rule, "'overlap' or 'cosine'"),
+            (t.balance_rule in ("relative_overlap", "overlap", "cosine"), "balance_rule", t.balance_rule,
+             "'relative_overlap', 'overlap' or 'cosine'"),
             (t.query_balance in ("novelty", "all"), "query_balance", t.query_balance, "'novelty' or 'all'"),
             (t.query_pretrain in ("reconstruction", "aligned"), "query_pretrain", t.query_pretrain,
              "'reconstruction' or 'aligned'"),

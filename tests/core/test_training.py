@@ -281,3 +281,34 @@ def test_overlap_rule_keeps_shifted_counterparts_and_floors_a_unique_population(
     assert w[1][900:].mean() < 0.2 * w[1][:900].mean()  # the unique population
     assert np.ptp(w[0]) < 1e-6  # every population of the first section has a counterpart
     assert summary["n_downweighted_clusters"][0] == 0
+
+
+def test_relative_overlap_ignores_a_section_offset_that_pretraining_left():
+    """The same populations with the second section moved by 1.5 and 3 of their spreads: 'overlap'
+    takes every cluster for unique (the weights carry no information), the default rule removes
+    the common translation and floors only the population the first section lacks, with the
+    weights it gives without any offset."""
+    from fusemap.balance import balance_weights
+
+    rng = np.random.default_rng(1)
+    centres = [np.eye(16)[i] * 4 for i in range(3)]
+    a = np.concatenate([rng.normal(0, 0.5, (300, 16)) + c for c in centres])
+    b0 = np.concatenate([rng.normal(0, 0.5, (300, 16)) + c for c in centres]
+                        + [rng.normal(0, 0.5, (300, 16)) + np.eye(16)[3] * 4])
+    direction = rng.normal(0, 1, 16)
+    direction /= np.linalg.norm(direction)
+    spread = 0.5 * np.sqrt(16)  # root mean squared distance of a population's cells to its centre
+    w_none, _ = balance_weights([a, b0], resolution=0.3, seed=0)
+    for k in (1.5, 3.0):
+        b = b0 + k * spread * direction
+        w_abs, s_abs = balance_weights([a, b], rule="overlap", resolution=0.3, seed=0)
+        assert min(s_abs["downweighted_cell_fraction"]) == 1.0
+        w, s = balance_weights([a, b], resolution=0.3, seed=0)
+        assert s["rule"] == "relative_overlap" and s["typical_overlap"] == [1.0, 1.0]  # after the move
+        assert s["downweighted_cell_fraction"] == [0.0, 0.25]
+        assert w[1][900:].mean() < 0.1 * w[1][:900].mean()
+        np.testing.assert_allclose(w[1], w_none[1], atol=1e-6)
+    # sections that mix already: the same weights as 'overlap'
+    w_abs, _ = balance_weights([a, b0], rule="overlap", resolution=0.3, seed=0)
+    for x, y in zip(w_none, w_abs):
+        np.testing.assert_array_equal(x, y)
