@@ -19,20 +19,30 @@ in ``data`` and those attached to the model (``integrate`` and ``map_query`` kee
 ``FuseMap.load(path, sections)`` attaches them). A gene that none of them measured gets the
 decoder read-out, with a warning.
 
-``neighbors`` (default 50; 1 turns it off): for 'decoder' and 'product', the read-out input (``h``,
-or ``Z_c``) of each cell is averaged over its ``neighbors`` nearest cells of the same section in
-the cell embedding, itself included, before multiplying with ``E`` (a single cell's embedding
-carries the noise of its own few counts); for 'knn' it is the number of measuring cells averaged.
+``neighbors`` (1 turns it off): for 'decoder' and 'product' (default 50), the read-out input
+(``h``, or ``Z_c``) of each cell is averaged over its ``neighbors`` nearest cells of the same
+section in the cell embedding, itself included, before multiplying with ``E`` (a single cell's
+embedding carries the noise of its own few counts); for 'knn' and 'blend' (default 25) it is the
+number of measuring cells averaged.
 
-Why 'knn' (benchmarks/results/ablation/ABLATION.md, rows mmd_20_phase2 = default settings, mean
-Pearson R over masked (section, gene) pairs, seed 0): STARmap mosaic decoder 0.159, knn 0.157,
-blend 0.161; thinned Xenium copies decoder 0.442, knn 0.540, blend 0.527 (15-NN in PCA +
-Harmony: 0.103 and 0.534). Averaged over both cases 'knn' leads (0.349, blend 0.344, decoder
-0.301; with MMD in both phases 0.352 / 0.348 / 0.303); the decoder's
-gene embedding is fitted to the sections that measured a gene, and cells of a section that did
-not carry that section's offsets into the product, while the kNN read-out only needs the cell
-embedding to put like cells together. Before the MMD alignment (mixed sections) the decoder led on
-the mosaic (0.141 vs 0.127 for a 15-NN read-out on our embedding).
+Neighbours of 'knn' (development cases only, default settings, seed 0; mean Pearson R / SSIM over
+masked (section, gene) pairs for k = 5, 10, 15, 25, 50, 100;
+``benchmarks/results/imputation_neighbors.csv``, ``python -m benchmarks.imputation_neighbors``):
+the STARmap mosaic at full size and cut to 300 and 150 cells per section, the thinned Xenium
+copies at full size and cut to 600 and 300. Pearson R peaks at 50-100 on the full STARmap mosaic
+and at 15-25 on the Xenium copies; averaged over the six cuts k = 25 leads (0.309; 15: 0.306,
+50: 0.304, 100: 0.295) and its SSIM is above k = 50's on every cut (0.234 vs 0.208 on average):
+beyond 25 cells the average blurs cell types into each other.
+
+Why 'knn' (with 50 neighbours; benchmarks/results/ablation/ABLATION.md, rows mmd_20_phase2 = default
+settings, mean Pearson R over masked (section, gene) pairs, seed 0): STARmap mosaic decoder 0.159,
+knn 0.157, blend 0.161; thinned Xenium copies decoder 0.442, knn 0.540, blend 0.527 (15-NN in PCA +
+Harmony: 0.103 and 0.534). Averaged over both cases 'knn' leads (0.349, blend 0.344, decoder 0.301;
+with MMD in both phases 0.352 / 0.348 / 0.303); the decoder's gene embedding is fitted to the
+sections that measured a gene, and cells of a section that did not carry that section's offsets into
+the product, while the kNN read-out only needs the cell embedding to put like cells together. Before
+the MMD alignment (mixed sections) the decoder led on the mosaic (0.141 vs 0.127 for a 15-NN
+read-out on our embedding).
 
 Memory: the work runs in blocks of ``chunk_size`` cells x ``gene_chunk_size`` genes; apart from the
 result itself (or nothing, with ``out=``) no cells x genes matrix is formed. Neighbour search is
@@ -65,7 +75,15 @@ from .vocabulary import GeneVocabulary
 
 METHODS = ("decoder", "product", "knn", "blend")
 DEFAULT_METHOD = "knn"
-DEFAULT_NEIGHBORS = 50
+DEFAULT_NEIGHBORS = 25
+"""Measuring cells averaged by the 'knn' and 'blend' read-outs (see "Neighbours" above)."""
+MODEL_NEIGHBORS = 50
+"""Own-section cells whose read-out input 'decoder' and 'product' average."""
+
+
+def default_neighbors(method: str) -> int:
+    """The ``neighbors`` a read-out uses when none is given."""
+    return MODEL_NEIGHBORS if method in ("decoder", "product") else DEFAULT_NEIGHBORS
 IMPUTATION_UNS = "fusemap_imputation"
 
 IMPUTED_TABLE = "fusemap_imputed"
@@ -445,7 +463,7 @@ def is_imputed_store(path: Path) -> bool:
 
 
 def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str = DEFAULT_METHOD,
-           neighbors: int = DEFAULT_NEIGHBORS, chunk_size: int = 4096, gene_chunk_size: int = 2048,
+           neighbors: int | None = None, chunk_size: int = 4096, gene_chunk_size: int = 2048,
            section_key: str | None = None, out: str | os.PathLike | None = None,
            overwrite: bool = False, confidence: bool = True) -> ad.AnnData:
     """Impute the expression of any gene of the model's vocabulary in sections the model knows.
@@ -477,9 +495,10 @@ def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str =
         that measured each gene (attached to the model, or given in ``data``); a gene no such
         section measured gets the decoder read-out, with a warning.
     neighbors
-        For ``'knn'``: measuring cells averaged. For ``'decoder'`` and ``'product'``: the read-out
-        input of each cell is averaged over this many nearest cells of its own section, which
-        removes the noise of a single cell's few counts. ``1`` turns the averaging off.
+        For ``'knn'`` and ``'blend'``: measuring cells averaged (default 25). For ``'decoder'`` and
+        ``'product'``: the read-out input of each cell is averaged over this many nearest cells of
+        its own section (default 50), which removes the noise of a single cell's few counts. ``1``
+        turns the averaging off.
     chunk_size, gene_chunk_size
         Cells and genes per block of work. Only the result is held as a cells x genes matrix
         (nothing, with ``out``); lower them to reduce peak memory.
@@ -534,6 +553,7 @@ def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str =
 
     >>> fusemap.impute(model, "sim_section_0", out="section0_imputed.h5ad")  # doctest: +SKIP
     """
+    neighbors = default_neighbors(method) if neighbors is None else neighbors
     _check_options(method, chunk_size, gene_chunk_size, neighbors)
     if not model.is_trained:
         raise FuseMapInputError("model is untrained; train it (model.train()) before imputing.")
@@ -583,7 +603,7 @@ def write_streamed(path: Path, obs: pd.DataFrame, var: pd.DataFrame, uns: dict, 
 
 
 def impute_to_store(model: FuseMap, sections: SectionSet, genes: Any = None, *, out: str | os.PathLike | None,
-                    method: str = DEFAULT_METHOD, neighbors: int = DEFAULT_NEIGHBORS, chunk_size: int = 4096,
+                    method: str = DEFAULT_METHOD, neighbors: int | None = None, chunk_size: int = 4096,
                     overwrite: bool = False, table_name: str = IMPUTED_TABLE) -> Path:
     """Impute into a new table annotating the sections' SpatialData elements, then save the store:
     a copy at ``out``, or (``out=None``) the store the sections were read from, where only that

@@ -92,7 +92,7 @@ def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike |
     From a SpatialData store, ``out`` ending in ``.zarr`` (or ``in_place``) gives the store with a
     table ``fusemap_imputed`` annotating the same elements instead of an ``.h5ad`` file.
     """
-    from ..imputation import (DEFAULT_METHOD, DEFAULT_NEIGHBORS, impute, impute_to_store, is_imputed_h5ad,
+    from ..imputation import (DEFAULT_METHOD, impute, impute_to_store, is_imputed_h5ad,
                               is_imputed_store, resolve_genes)
     from ..io.sections import read_sections
     from ..model import FuseMap
@@ -118,7 +118,6 @@ def run_impute(model: str | os.PathLike, sections: Any, out: str | os.PathLike |
             ".h5ad. Write the imputed matrix to an .h5ad file instead."
         )
     method = method or DEFAULT_METHOD
-    neighbors = DEFAULT_NEIGHBORS if neighbors is None else neighbors
     if to_store:
         return impute_to_store(fm, data, genes, out=out, method=method, neighbors=neighbors,
                                chunk_size=chunk_size, overwrite=True)
@@ -233,8 +232,8 @@ def add_commands(sub) -> None:
                         "embedding, of the given sections that measured the gene; give every section of the "
                         "model to impute genes from all of them)")
     p.add_argument("--neighbors", type=int,
-                   help="cells averaged per read-out (default 50): measuring cells for knn, nearest cells of "
-                        "the section for decoder/product (1 turns that off)")
+                   help="cells averaged per read-out: measuring cells for knn and blend (default 25), nearest "
+                        "cells of the section for decoder/product (default 50; 1 turns that off)")
     p.add_argument("--section-key", dest="section_key", help="obs column naming each cell's section")
     p.add_argument("--chunk-size", type=int, default=4096, dest="chunk_size", help="cells per block")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
