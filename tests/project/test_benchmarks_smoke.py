@@ -131,6 +131,25 @@ def test_report_cases_are_built_with_their_rules(tmp_path):
         assert (len(info.sections), len(info.shared_genes)) == (n_sec, n_shared)
 
 
+def test_development_case_with_a_reference_without_coordinates(tmp_path):
+    require_data("starmap_mpfc_BZ5", "starmap_mpfc_BZ9", "starmap_mpfc_BZ14", "osmfish_sscortex")
+    import anndata as ad
+    from benchmarks import cases
+    from benchmarks.ablation import scored_kinds
+    from benchmarks.scoring import read_case
+
+    d = cases.build_case("starmap_scref", tmp_path)
+    info = cases.CaseInfo.read(d)
+    assert info.role == "development" and info.no_coordinates == ["STARmapRef"]
+    ref, osm = (ad.read_h5ad(d / f) for f in info.files)
+    assert (ref.n_obs, ref.n_vars, osm.n_obs, osm.n_vars) == (3190, 166, 1500, 33)
+    assert "spatial" not in ref.obsm and "spatial" in osm.obsm
+    assert len(info.shared_genes) == 11 and set(info.shared_genes) <= set(ref.var_names) & set(osm.var_names)
+    assert set(ref.obs["region"]) == {"none"}
+    assert osm.obs["cell_type"].isin(set(ref.obs["cell_type"])).mean() > 0.9
+    assert [k for k, _ in scored_kinds(read_case(d))] == ["cell"]
+
+
 @pytest.mark.slow
 def test_ours_and_harmony_end_to_end(tmp_path):
     require_data()
