@@ -160,9 +160,10 @@ def balance_weights(embeddings: list[np.ndarray], *, rule: str = "relative_overl
         kept = [s >= high for s in scores]
     else:
         scores = cluster_overlap(embeddings, labels, partners)
+        before = typical_overlap(scores, labels)
+        apart = [rule == "relative_overlap" and t > 1.0 for t in before]
         scale = [1.0] * len(scores)
-        if rule == "relative_overlap" and max(typical_overlap(scores, labels)) > 1.0:
-            apart = [t > 1.0 for t in typical_overlap(scores, labels)]
+        if any(apart):
             offsets = [o if a else None for o, a in zip(section_offsets(embeddings, labels, partners), apart)]
             moved = cluster_overlap(embeddings, labels, partners, offsets)
             scale = [t if a else 1.0 for t, a in zip(typical_overlap(moved, labels), apart)]
@@ -172,7 +173,10 @@ def balance_weights(embeddings: list[np.ndarray], *, rule: str = "relative_overl
     weights, summary = [], {"rule": rule, "n_clusters": [], "n_downweighted_clusters": [],
                             "downweighted_cell_fraction": []}
     if rule == "relative_overlap":
-        summary["typical_overlap"] = [round(s, 3) for s in scale]
+        # per section: typical distance before any correction, whether its offset was removed,
+        # and the typical distance its clusters were then judged against
+        summary.update(typical_overlap=[round(t, 3) for t in before], offset_removed=apart,
+                       judged_against=[round(t, 3) for t in scale])
     for lab, f, ok in zip(labels, full, kept):
         w_cluster = floor + (1 - floor) * f
         w = w_cluster[lab]
@@ -193,16 +197,20 @@ def balance_sentence(summary: dict, names: list[str]) -> str:
             parts.append(f"{k} of {n} clusters of section {name} ({100 * frac:.0f} % of its cells)")
         else:
             full.append(str(name))
+    moved = [str(n) for n, a in zip(names, summary.get("offset_removed", [])) if a]
+    note = (f" Pretraining left {', '.join(moved)} apart from the other sections (most cells beyond their "
+            "cluster's spread from any counterpart): that common offset was removed before clusters were "
+            "compared." if moved else "")
     if not parts:
         return ("Balance weights: every cluster of every section has a counterpart in another section; "
-                "all cells keep full weight.")
+                "all cells keep full weight." + note)
     verb = "has" if len(parts) == 1 and parts[0].startswith("1 of") else "have"
     out = (f"Balance weights: {'; '.join(parts)} {verb} no close counterpart in other sections and "
            f"{'is' if verb == 'has' else 'are'} down-weighted in the balanced phase, so the discriminators "
            "do not force them onto other sections' cell types")
     if full:
         out += f"; every cluster of {', '.join(full)} has a counterpart"
-    return out + "."
+    return out + "." + note
 
 
 BALANCE_RULES = ("relative_overlap", "overlap", "cosine")

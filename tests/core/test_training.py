@@ -298,13 +298,15 @@ def test_relative_overlap_ignores_a_section_offset_that_pretraining_left():
     direction = rng.normal(0, 1, 16)
     direction /= np.linalg.norm(direction)
     spread = 0.5 * np.sqrt(16)  # root mean squared distance of a population's cells to its centre
-    w_none, _ = balance_weights([a, b0], resolution=0.3, seed=0)
+    w_none, s_none = balance_weights([a, b0], resolution=0.3, seed=0)
+    assert s_none["offset_removed"] == [False, False]
     for k in (1.5, 3.0):
         b = b0 + k * spread * direction
         w_abs, s_abs = balance_weights([a, b], rule="overlap", resolution=0.3, seed=0)
         assert min(s_abs["downweighted_cell_fraction"]) == 1.0
         w, s = balance_weights([a, b], resolution=0.3, seed=0)
-        assert s["rule"] == "relative_overlap" and s["typical_overlap"] == [1.0, 1.0]  # after the move
+        assert s["rule"] == "relative_overlap" and min(s["typical_overlap"]) > 1.0 and all(s["offset_removed"])
+        assert s["judged_against"] == [1.0, 1.0]  # once the offset is removed, nothing else sets them apart
         assert s["downweighted_cell_fraction"] == [0.0, 0.25]
         assert w[1][900:].mean() < 0.1 * w[1][:900].mean()
         np.testing.assert_allclose(w[1], w_none[1], atol=1e-6)
