@@ -23,7 +23,8 @@ decoder read-out, with a warning.
 (``h``, or ``Z_c``) of each cell is averaged over its ``neighbors`` nearest cells of the same
 section in the cell embedding, itself included, before multiplying with ``E`` (a single cell's
 embedding carries the noise of its own few counts); for 'knn' and 'blend' (default 25) it is the
-number of measuring cells averaged.
+number of measuring cells averaged (their decoder part, and genes 'knn' has no measuring cells for,
+average 50 own-section cells unless ``neighbors`` is given).
 
 Neighbours of 'knn' (development cases only, default settings, seed 0; mean Pearson R / SSIM over
 masked (section, gene) pairs for k = 5, 10, 15, 25, 50, 100;
@@ -295,12 +296,13 @@ def _model_rows(model: FuseMap, h: torch.Tensor, bias: torch.Tensor | None, pos:
 
 @torch.no_grad()
 def iter_impute(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, method: str = DEFAULT_METHOD,
-                chunk_size: int = 4096, gene_chunk_size: int = 2048, neighbors: int = DEFAULT_NEIGHBORS
-                ) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
+                chunk_size: int = 4096, gene_chunk_size: int = 2048, neighbors: int = DEFAULT_NEIGHBORS,
+                model_neighbors: int | None = None) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
     """Blocks ``(row0, row1, gene0, gene1, values)`` of the result, rows counted over all targets.
 
     'knn' and 'blend' need the data of the sections that measured each gene (attached to the
     model); a gene that no attached section measured gets the decoder read-out.
+    ``model_neighbors``: the decoder and product read-outs' averaging, if not ``neighbors``.
     """
     _check_options(method, chunk_size, gene_chunk_size, neighbors)
     knn = KnnReadout(model, neighbors, chunk_size, targets) if method in ("knn", "blend") else None
@@ -320,7 +322,7 @@ def iter_impute(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, meth
     offset = 0
     for t in targets:
         n = t.data.n_obs
-        h = _readout_input(model, t, model_method, neighbors, chunk_size)
+        h = _readout_input(model, t, model_method, model_neighbors or neighbors, chunk_size)
         bias = _offsets(model, t, pos) if model_method == "decoder" else None
         z_t = knn.embedding(t.index) if knn else None
         weights: dict[tuple[int, ...], Any] = {}
@@ -357,8 +359,8 @@ def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def gene_confidence(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, method: str = DEFAULT_METHOD,
-                    neighbors: int = DEFAULT_NEIGHBORS, chunk_size: int = 4096, gene_chunk_size: int = 2048
-                    ) -> pd.DataFrame:
+                    neighbors: int = DEFAULT_NEIGHBORS, chunk_size: int = 4096, gene_chunk_size: int = 2048,
+                    model_neighbors: int | None = None) -> pd.DataFrame:
     """How far to trust each imputed gene: the read-out checked where the gene was measured.
 
     For every section that measured a gene (attached to the model or among ``targets``), its
@@ -404,7 +406,8 @@ def gene_confidence(model: FuseMap, targets: Sequence[Target], pos: np.ndarray, 
                 if method != "knn":
                     t = Target(j, names[j], data[j], None)
                     if j not in model_in:
-                        model_in[j] = _readout_input(model, t, model_method, neighbors, chunk_size)
+                        model_in[j] = _readout_input(model, t, model_method, model_neighbors or neighbors,
+                                                     chunk_size)
                     bias = _offsets(model, t, gpos[cols]) if model_method == "decoder" else None
                     h = model_in[j][torch.as_tensor(held, dtype=torch.long, device=model_in[j].device)]
                     preds.append(_model_rows(model, h, bias, gpos[cols], model_method))
@@ -553,6 +556,8 @@ def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str =
 
     >>> fusemap.impute(model, "sim_section_0", out="section0_imputed.h5ad")  # doctest: +SKIP
     """
+    # unset: each read-out averages its own default (the decoder part of 'knn' and 'blend' too)
+    model_neighbors = MODEL_NEIGHBORS if neighbors is None else neighbors
     neighbors = default_neighbors(method) if neighbors is None else neighbors
     _check_options(method, chunk_size, gene_chunk_size, neighbors)
     if not model.is_trained:
@@ -563,10 +568,11 @@ def impute(model: FuseMap, data: Any = None, genes: Any = None, *, method: str =
     targets = resolve_targets(model, data, section_key)
     obs, var, uns, spatial = _frames(model, targets, names, pos, method, neighbors)
     if confidence:
-        conf = gene_confidence(model, targets, pos, method, neighbors, chunk_size, gene_chunk_size)
+        conf = gene_confidence(model, targets, pos, method, neighbors, chunk_size, gene_chunk_size,
+                               model_neighbors)
         for col in conf:
             var[col] = conf[col].to_numpy()
-    blocks = iter_impute(model, targets, pos, method, chunk_size, gene_chunk_size, neighbors)
+    blocks = iter_impute(model, targets, pos, method, chunk_size, gene_chunk_size, neighbors, model_neighbors)
     if out is not None:
         write_streamed(out, obs, var, uns, spatial, blocks)
         return ad.read_h5ad(out, backed="r")
