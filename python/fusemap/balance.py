@@ -83,16 +83,21 @@ def cluster_overlap(embeddings: list[np.ndarray], labels: list[np.ndarray],
     clusters, in units of the cluster's own spread (root mean squared distance of its cells to its
     centroid). Below 1 the counterpart lies inside the cluster's cloud of cells. ``offsets[v]``,
     where given, is subtracted from section ``v``'s centroids (not from its partners') first."""
-    stats = [_centroids(e, lab) for e, lab in zip(embeddings, labels)]
+    return _overlap([_centroids(e, lab) for e, lab in zip(embeddings, labels)], partners, offsets)
+
+
+def _overlap(stats: list[tuple[np.ndarray, np.ndarray]], partners, offsets=None) -> list[np.ndarray]:
+    """:func:`cluster_overlap` from the sections' (centroids, spreads)."""
+    cents = [c for c, _ in stats]
     out = []
     for v, part in enumerate(_partners(len(stats), partners)):
         if not part:
-            out.append(np.zeros(len(stats[v][0])))
+            out.append(np.zeros(len(cents[v])))
             continue
-        cents = [c for c, _ in stats]
+        moved = list(cents)
         if offsets is not None and offsets[v] is not None:  # moves section v only, its partners stay
-            cents[v] = cents[v] - offsets[v]
-        out.append(_nearest_partner(cents, v, part)[0] / stats[v][1])
+            moved[v] = cents[v] - offsets[v]
+        out.append(_nearest_partner(moved, v, part)[0] / stats[v][1])
     return out
 
 
@@ -103,7 +108,11 @@ def section_offsets(embeddings: list[np.ndarray], labels: list[np.ndarray],
     clusters have a counterpart, so the median is what they share: a section effect, not biology.
     Repeated ``rounds`` times on the moved centroids, so an offset larger than the distance between
     populations, which pairs some clusters with the wrong counterpart at first, is still found."""
-    cents = [_centroids(e, lab)[0] for e, lab in zip(embeddings, labels)]
+    return _offsets([_centroids(e, lab)[0] for e, lab in zip(embeddings, labels)], labels, partners, rounds)
+
+
+def _offsets(cents: list[np.ndarray], labels: list[np.ndarray], partners, rounds: int = 3) -> list[np.ndarray]:
+    """:func:`section_offsets` from the sections' centroids."""
     out = []
     for v, (lab, part) in enumerate(zip(labels, _partners(len(cents), partners))):
         offset = np.zeros(cents[v].shape[1])
@@ -132,11 +141,11 @@ def balance_weights(embeddings: list[np.ndarray], *, rule: str = "relative_overl
     distance, :func:`typical_overlap`, above 1) was left apart by pretraining: its common
     translation (:func:`section_offsets`) is removed and its distances are divided by its typical
     distance, so a unique population is one much farther from any counterpart than the section's
-    cells usually are. Where
-    pretraining left sections apart (most clusters beyond their own spread: Slide-seqV2 beads
-    against a Drop-seq reference or Xenium cells), ``'overlap'`` down-weighted 54-100 % of a
-    section's cells and the renormalised weights put the alignment on the few left; where fewer
-    than half of a section's cells lie beyond their spread, both rules give the same weights.
+    cells usually are. Where pretraining left sections apart (most clusters beyond their own
+    spread: Slide-seqV2 beads against a Drop-seq reference or Xenium cells), ``'overlap'``
+    down-weighted 54-100 % of a section's cells and the renormalised weights put the alignment on
+    the few left; where fewer than half of a section's cells lie beyond their spread, both rules
+    give the same weights.
 
     ``rule='overlap'``: a cluster keeps full weight when the nearest cluster centroid of
     another section lies within its own spread (:func:`cluster_overlap` at most ``OVERLAP_FULL``)
@@ -159,13 +168,14 @@ def balance_weights(embeddings: list[np.ndarray], *, rule: str = "relative_overl
         full = [np.clip((s - low) / (high - low), 0.0, 1.0) for s in scores]
         kept = [s >= high for s in scores]
     else:
-        scores = cluster_overlap(embeddings, labels, partners)
+        stats = [_centroids(e, lab) for e, lab in zip(embeddings, labels)]  # once, for every pass below
+        scores = _overlap(stats, partners)
         before = typical_overlap(scores, labels)
         apart = [rule == "relative_overlap" and t > 1.0 for t in before]
         scale = [1.0] * len(scores)
         if any(apart):
-            offsets = [o if a else None for o, a in zip(section_offsets(embeddings, labels, partners), apart)]
-            moved = cluster_overlap(embeddings, labels, partners, offsets)
+            offsets = [o if a else None for o, a in zip(_offsets([c for c, _ in stats], labels, partners), apart)]
+            moved = _overlap(stats, partners, offsets)
             scale = [t if a else 1.0 for t, a in zip(typical_overlap(moved, labels), apart)]
             scores = [m / t if a else r for r, m, t, a in zip(scores, moved, scale, apart)]
         full = [np.clip((OVERLAP_NONE - r) / (OVERLAP_NONE - OVERLAP_FULL), 0.0, 1.0) for r in scores]
