@@ -67,6 +67,8 @@ VARIANTS: dict[str, dict] = {
     "plateau_mid": {"plateau_pretrain": 0.01, "plateau_balanced": 0.005},
     "mmd_50": {"mmd_weight": 50.0},
     "no_shift": {"shift_sections": False},
+    # seeds of a minibatch in spatially compact patches (bounded encodings per seed at any size)
+    "patch_64": {"patch_size": 64},
     # every section restricted to the genes all sections measured: splits our lead between the
     # method and the extra genes it is given (what Harmony and the kNN baselines see)
     "shared_genes_only": {"panel": "shared"},
@@ -444,6 +446,8 @@ def main(argv=None) -> None:
                    "ablation.jsonl (by default they are skipped, so an interrupted sweep resumes)")
     p.add_argument("--comparator-seeds", default="0", help="seeds of gimVI, Tangram and scANVI (minutes "
                    "each on 2 CPU cores; Harmony runs at every --seeds)")
+    p.add_argument("--no-baselines", action="store_true", help="run only our variants (baselines missing "
+                   "from baselines.jsonl are otherwise run first)")
     p.add_argument("--per-class", action="store_true", help="write per_class_f1.csv (15-NN transfer, "
                    "per cell class) from the stored embeddings of the default runs")
     p.add_argument("--report", action="store_true", help="only write ABLATION.md (REPORT.md for "
@@ -480,7 +484,7 @@ def main(argv=None) -> None:
                 else pd.DataFrame(columns=["case", "method"]))
         if "seed" not in done:
             done["seed"] = 0
-        for method, row_of in BASELINES.items():
+        for method, row_of in ({} if a.no_baselines else BASELINES).items():
             if method in IMPUTATION_ONLY and not case.info.get("masked_genes"):
                 continue
             seeds = (a.seeds if method in STOCHASTIC_BASELINES else

@@ -54,6 +54,25 @@ def knn_transfer(secs, emb, key_label, attr, max_cells=20_000, seed=0):
     return float((knn_predict(z0, l0, zt) == lt).mean())
 
 
+def knn_mixing(emb, attr="cell", k=15, max_cells=20_000, seed=0):
+    """Section mixing of an embedding: the share of each cell's ``k`` nearest neighbours (among a
+    random subset of all sections' cells) that come from other sections, over the share a perfect
+    mix of the subset would give (1 = as mixed as chance; 0 = every section apart)."""
+    import numpy as np
+
+    from fusemap.neighbors import nearest
+
+    rng = np.random.default_rng(seed)
+    zs = [getattr(e, attr) for e in emb.values()]
+    lab = np.concatenate([np.full(len(z), i) for i, z in enumerate(zs)])
+    keep = rng.choice(len(lab), min(len(lab), max_cells), replace=False)
+    z, lab = np.concatenate(zs)[keep], lab[keep]
+    nn = nearest(z, z, k + 1)[:, 1:]  # drop the cell itself
+    other = (lab[nn] != lab[:, None]).mean(1)
+    expected = 1 - np.bincount(lab)[lab] / len(lab)
+    return float(other.mean() / max(float(expected.mean()), 1e-12))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("data", help="folder of .h5ad sections")
@@ -100,6 +119,7 @@ def main() -> None:
         "cells_per_s": n_cells * len(epoch_s) / max(sum(epoch_s), 1e-9),
         "knn_cell_type": knn_transfer(secs, emb, "cell_type", "cell"),
         "knn_region": knn_transfer(secs, emb, "region", "spatial"),
+        "knn_mixing": knn_mixing(emb) if len(secs) > 1 else None,
     })
 
 

@@ -130,6 +130,20 @@ class TrainConfig:
     """Maximum epochs of each of the two training phases."""
     batch_size: int = 256
     """Seed cells per section per step (their graph neighbours come along)."""
+    max_epoch_steps: int | None = 16
+    """Steps in one epoch at most. The epoch is the unit that validation, ``patience``,
+    ``plateau_window`` and ``max_epochs`` count; once a section holds more than
+    ``max_epoch_steps * batch_size`` training cells, an epoch takes that many batches of a fresh
+    random order instead of a whole pass, so the stopping budget is counted in steps and an epoch
+    costs the same at any size. On every development and report case a pass is at most 11 steps,
+    so the cap changes nothing there; without it, an atlas of 8 sections of 125,000 cells would run
+    ~420 steps an epoch, up to 300 epochs a phase, and wait ``patience`` = 20 such epochs (8,400
+    steps) before stopping. ``None``: an epoch is a whole pass over the largest
+    section (as in the paper)."""
+    max_val_cells: int | None = 2048
+    """Held-out cells per section that the validation loss is computed on at most (an evenly spaced,
+    fixed subset of the random ``val_fraction`` split), so validation costs the same at any size.
+    ``None``: all of them."""
     lr: float = 1e-3
     """Learning rate of the encoders, decoders and gene embedding (Adam)."""
     disc_lr: float = 1e-4
@@ -423,6 +437,10 @@ class FuseMapConfig:
             (t.lr > 0 and t.disc_lr > 0, "lr/disc_lr", (t.lr, t.disc_lr), "positive numbers"),
             (0 < t.val_fraction < 0.5, "val_fraction", t.val_fraction, "a number in (0, 0.5)"),
             (t.patience >= 1, "patience", t.patience, "an integer >= 1"),
+            (t.max_epoch_steps is None or t.max_epoch_steps >= 1, "max_epoch_steps", t.max_epoch_steps,
+             "None or an integer >= 1"),
+            (t.max_val_cells is None or t.max_val_cells >= 1, "max_val_cells", t.max_val_cells,
+             "None or an integer >= 1"),
             (0 <= t.plateau_pretrain < 1 and 0 <= t.plateau_balanced < 1, "plateau_pretrain/plateau_balanced",
              (t.plateau_pretrain, t.plateau_balanced), "numbers in [0, 1)"),
             (t.plateau_window >= 1, "plateau_window", t.plateau_window, "an integer >= 1"),

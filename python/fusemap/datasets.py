@@ -382,3 +382,109 @@ def xenium_capture(capture: Sequence[float] = (0.9, 0.5, 0.3), n_cells: int | No
         b.obsm[SPATIAL_KEY] = np.asarray(a.obsm["spatial"], dtype=np.float64)[cells, :2]
         out.append(b)
     return out
+
+
+def tiled_atlas(n_cells: int = 100_000, n_sections: int = 8, source: str = "xenium",
+                capture: tuple[float, float] = (1.0, 0.3), gene_sd: float = 0.5,
+                shared_fraction: float = 0.4, panel_fraction: float = 0.7, seed: int = 0) -> list[ad.AnnData]:
+    """An atlas of any size built from real sections: tiled copies, each section its own technology.
+
+    Real tissue repeated side by side, so the biology (cell types, their expression and layout) is
+    real at every size, while each section differs as sections of different technologies do:
+
+    - a capture rate (evenly spaced over ``capture``, in a random order over the sections) and a
+      gene-specific detection factor (log-normal, s.d. ``gene_sd``): every count is thinned
+      binomially with probability ``min(1, rate * factor)``, so expression shifts per gene and section;
+    - a gene panel: ``shared_fraction`` of the source genes measured everywhere, plus consecutive
+      runs of the others up to ``panel_fraction`` per section (:func:`mosaic_panels`; what a section
+      did not measure is listed in ``uns['masked_genes']``);
+    - every tile is its own binomial draw and its own random rotation, so no two copies are equal.
+
+    Tiles lie on a grid whose spacing exceeds a tile's diagonal, so rotated tiles never overlap and
+    the spatial graph joins them only at their borders.
+
+    Parameters
+    ----------
+    n_cells
+        Cells of the whole atlas (split evenly over the sections).
+    n_sections
+        Sections of the atlas.
+    source
+        ``'xenium'`` (``xenium_mousebrain_ctxhp``: 5,000 cells, 248 genes, cortex and hippocampus,
+        ``obs['cell_type']`` from the source's Louvain clusters) or ``'starmap'`` (the three STARmap
+        mPFC sections in turn: 166 genes, ``cell_type`` and cortical layer ``region``).
+    capture
+        Highest and lowest capture rate over the sections.
+    gene_sd
+        Standard deviation of the log of the per-gene detection factors.
+    shared_fraction, panel_fraction
+        Share of the source genes measured by every section, and by each section.
+    seed
+        Seed of everything random.
+
+    Returns
+    -------
+    list of anndata.AnnData
+        Counts (CSR float32), ``obs['section']`` (``atlas00`` ...), ``obs['tile']``, the labels of the
+        source and 2-D ``obsm['spatial']``.
+
+    Examples
+    --------
+    >>> sections = datasets.tiled_atlas(n_cells=20_000, n_sections=4)  # doctest: +SKIP
+    """
+    if source == "xenium":
+        a = load("xenium_mousebrain_ctxhp")
+        srcs = [(a, {"cell_type": a.obs["louvain_cluster"].astype(str).to_numpy()})]
+    elif source == "starmap":
+        srcs = [(a, {k: a.obs[k].astype(str).to_numpy() for k in ("cell_type", "region")}) for a in starmap_mpfc()]
+    else:
+        raise ValueError(f"source={source!r} is not known; use 'xenium' or 'starmap'.")
+    if n_sections < 1 or n_cells < n_sections:
+        raise ValueError(f"need n_sections >= 1 and n_cells >= n_sections (got {n_cells}, {n_sections}).")
+    genes = list(srcs[0][0].var_names)
+    for s, _ in srcs[1:]:
+        genes = [g for g in genes if g in set(s.var_names)]
+    rng = np.random.default_rng(seed)
+    rates = np.linspace(capture[0], capture[1], n_sections)[rng.permutation(n_sections)]
+    sizes = np.full(n_sections, n_cells // n_sections)
+    sizes[: n_cells % n_sections] += 1
+    counts = [(sp.csr_matrix(s[:, genes].X).astype(np.int64), np.asarray(s.obsm[SPATIAL_KEY], float)[:, :2], lab)
+              for s, lab in srcs]
+    out, tile_no = [], 0
+    for i, (rate, size) in enumerate(zip(rates, sizes)):
+        p_gene = np.minimum(1.0, rate * np.exp(rng.normal(0.0, gene_sd, len(genes))))
+        xs, xy, labels, tiles = [], [], {}, []
+        n_tiles = int(np.ceil(size / min(len(c[1]) for c in counts)))
+        cols = int(np.ceil(np.sqrt(n_tiles)))
+        left, t = int(size), 0
+        while left > 0:
+            x, pos, lab = counts[tile_no % len(counts)]
+            tile_no += 1
+            take = np.sort(rng.choice(len(pos), min(left, len(pos)), replace=False))
+            xt = x[take].tocsr()
+            xt.data = rng.binomial(xt.data, p_gene[xt.indices])
+            xt.eliminate_zeros()
+            centre = (pos.min(0) + pos.max(0)) / 2
+            extent = float(np.linalg.norm(pos.max(0) - pos.min(0))) * 1.05  # any rotation fits
+            angle = rng.uniform(0, 2 * np.pi)
+            rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+            xy.append((pos[take] - centre) @ rot.T + extent * np.array([t % cols, t // cols]))
+            xs.append(xt.astype(np.float32))
+            for k, v in lab.items():
+                labels.setdefault(k, []).append(v[take])
+            tiles.append(np.full(len(take), t))
+            left -= len(take)
+            t += 1
+        name = f"atlas{i:02d}"
+        b = ad.AnnData(sp.vstack(xs, format="csr"), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
+        b.obs_names = [f"{name}_{j}" for j in range(b.n_obs)]
+        for k, v in labels.items():
+            b.obs[k] = np.concatenate(v)
+        b.obs["tile"] = np.concatenate(tiles)
+        b.obs[SECTION_COLUMN] = name
+        b.obsm[SPATIAL_KEY] = np.concatenate(xy)
+        b.uns["capture_rate"] = float(rate)
+        out.append(b)
+    n_shared = int(round(shared_fraction * len(genes)))
+    per = max(n_shared, int(round(panel_fraction * len(genes))))
+    return mosaic_panels(out, n_shared, per, seed)

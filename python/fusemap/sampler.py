@@ -124,27 +124,40 @@ def make_block(data: SectionData, section: int, seeds: np.ndarray, hops: int) ->
 class EpochPlan:
     """Seed batches of one epoch: one batch of every section per step.
 
-    The number of steps is set by the section with most training cells; smaller sections start
-    another shuffled pass when they run out, so every step sees every section.
+    The number of steps is set by the section with most training cells, capped at ``max_steps``;
+    smaller sections start another shuffled pass when they run out, so every step sees every
+    section. Under the cap an epoch is the first ``max_steps`` batches of a fresh random order:
+    every cell is equally likely to be drawn and none twice within the epoch, so an epoch costs
+    the same at any data size (see ``TrainConfig.max_epoch_steps``).
+
+    Validation (``use="val"``) visits every held-out cell once, in order, or an evenly spaced
+    ``max_cells`` of them per section (the held-out cells are a random subset, so this is too).
     """
 
     def __init__(self, sections: Sequence[SectionData], batch_size: int, rng: np.random.Generator,
-                 use: str = "train", patch_size: int | None = None):
+                 use: str = "train", patch_size: int | None = None, max_steps: int | None = None,
+                 max_cells: int | None = None):
         self.batch_size = batch_size
         pools = [s.train_idx if use == "train" else s.val_idx for s in sections]
         if use == "train":
             self.n_steps = max(int(np.ceil(len(p) / batch_size)) for p in pools)
+            if max_steps:
+                self.n_steps = min(self.n_steps, int(max_steps))
             self.batches = []
             for s, p in zip(sections, pools):
                 passes = int(np.ceil(self.n_steps * batch_size / max(len(p), 1)))
-                if patch_size:  # seeds grouped in compact graph patches (see fusemap.patches)
+                if patch_size and s.coordinates:  # seeds in compact graph patches (fusemap.patches);
+                    # a section without coordinates has no graph to cut patches from
                     order = np.concatenate([patch_order(s.a_hat, p, patch_size, rng) for _ in range(passes)])
                 else:
                     order = np.concatenate([rng.permutation(p) for _ in range(passes + 1)])
                 per = [order[i * batch_size:(i + 1) * batch_size] for i in range(self.n_steps)]
                 # the last batch of the largest section may be short; keep it, it is still unbiased
                 self.batches.append(per)
-        else:  # validation: every cell exactly once, in order
+        else:  # validation: every cell (or an evenly spaced max_cells of them) once, in order
+            if max_cells:
+                pools = [p if len(p) <= max_cells else p[np.linspace(0, len(p) - 1, int(max_cells)).astype(np.int64)]
+                         for p in pools]
             self.n_steps = max(int(np.ceil(len(p) / batch_size)) for p in pools)
             self.batches = [[p[i * batch_size:(i + 1) * batch_size] for i in range(self.n_steps)]
                             for p in pools]

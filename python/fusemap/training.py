@@ -274,8 +274,9 @@ class Trainer:
         m = self.module
         m.train()
         sums: dict[str, float] = {}
-        n = 0
-        plan = self.dist.shard(EpochPlan(self.sections, self.t.batch_size, self.rng, patch_size=self.t.patch_size))
+        n = steps = 0
+        plan = self.dist.shard(EpochPlan(self.sections, self.t.batch_size, self.rng, patch_size=self.t.patch_size,
+                                        max_steps=self.t.max_epoch_steps))
         for blocks in iterate_blocks(self.sections, plan, m.hops, self.t.num_workers, pin=self.device.type == "cuda"):
             blocks = [b.to(self.device) for b in blocks]
             out = m(blocks, sample=m.cfg.variational, bf16=self.bf16)
@@ -335,15 +336,17 @@ class Trainer:
             for key, val in logs.items():
                 sums[key] = sums.get(key, 0.0) + val * k
             n += k
+            steps += 1
         *totals, n = self.dist.sum(list(sums.values()) + [n])  # over ranks
-        return {key: val / max(n, 1) for key, val in zip(sums, totals)}
+        return {**{key: val / max(n, 1) for key, val in zip(sums, totals)}, "steps": steps}
 
     @torch.no_grad()
     def validation_loss(self) -> float:
         m = self.module
         m.eval()
         total, n = 0.0, 0
-        plan = self.dist.shard(EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val"))
+        plan = self.dist.shard(EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val",
+                                        max_cells=self.t.max_val_cells))
         for blocks in iterate_blocks(self.sections, plan, m.hops, 0):
             blocks = [b.to(self.device) for b in blocks]
             out = m(blocks, sample=False, bf16=self.bf16)
