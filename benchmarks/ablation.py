@@ -69,6 +69,8 @@ VARIANTS: dict[str, dict] = {
     "no_shift": {"shift_sections": False},
     # seeds of a minibatch in spatially compact patches (bounded encodings per seed at any size)
     "patch_64": {"patch_size": 64},
+    "patch_16": {"patch_size": 16},
+    "patch_8": {"patch_size": 8},
     # every section restricted to the genes all sections measured: splits our lead between the
     # method and the extra genes it is given (what Harmony and the kNN baselines see)
     "shared_genes_only": {"panel": "shared"},
