@@ -122,3 +122,40 @@ def test_mmd_cannot_be_lowered_by_scaling_or_separating():
         assert math.isclose(mmd_loss(moved * 0.01, sec).item(), values[-1], rel_tol=1e-3, abs_tol=1e-6)
     assert all(b > a for a, b in zip(values, values[1:])), values
     assert values[-1] > 0.5
+
+
+def test_mmd_kernel_shortcut_equals_three_gaussians_with_their_gradient():
+    """The mixture is computed from one exponential (widths 1/4, 1, 4 of the scale: u**16, u**4,
+    u) with a hand-written backward; it must equal the three Gaussians, value and gradient."""
+    from fusemap.module import MMD_BANDWIDTHS, _GaussianMixture, mmd_loss
+
+    assert MMD_BANDWIDTHS == (0.25, 1.0, 4.0)
+    d2 = (torch.rand(30, 30, dtype=torch.float64) * 3).requires_grad_(True)
+    c = torch.tensor(-0.3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_GaussianMixture.apply, (d2, c))
+
+    def three_gaussians(z, sec, w):
+        sq = (z * z).sum(1)
+        d2 = (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min(0.0)
+        n = z.shape[0]
+        scale = (d2.sum() / (n * (n - 1))).clamp_min(1e-8)
+        k = sum(torch.exp(-d2 / (b * scale)) for b in MMD_BANDWIDTHS) / 3
+        labels = torch.unique(sec)
+        p = (sec[:, None] == labels[None, :]).to(z.dtype) * w[:, None]
+        p = p / p.sum(0, keepdim=True)
+        m = p.T @ k @ p
+        diag = torch.diagonal(m)
+        iu = torch.triu_indices(len(labels), len(labels), offset=1)
+        return (diag[:, None] + diag[None, :] - 2.0 * m)[iu[0], iu[1]].mean()
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(300, 16, generator=g, dtype=torch.float64)
+    sec = torch.arange(300) % 3
+    z[sec == 1] += 0.5
+    w = torch.rand(300, generator=g, dtype=torch.float64)
+    za, zb = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    ref, new = three_gaussians(za, sec, w), mmd_loss(zb, sec, w)
+    ref.backward()
+    new.backward()
+    assert abs(ref.item() - new.item()) < 1e-10 * max(1.0, abs(ref.item()))
+    assert torch.allclose(za.grad, zb.grad, rtol=1e-8, atol=1e-12)
