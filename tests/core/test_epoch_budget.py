@@ -102,3 +102,28 @@ def test_training_counts_capped_epochs_in_its_history():
     assert [h["steps"] for h in capped.history] == [5, 5]
     assert [h["steps"] for h in whole.history] == [n_train] * 2 and n_train == 11
     assert all(np.isfinite(h["val_loss"]) for h in capped.history)
+
+
+def test_balance_clusters_a_fixed_number_of_cells_per_section(monkeypatch):
+    """Leiden runs on at most MAX_CLUSTER_CELLS cells of a section, so cluster granularity (and the
+    cost) does not grow with the section; every cell still gets the label of its nearest centroid."""
+    from fusemap import balance
+
+    seen = []
+    real = balance.leiden_labels
+
+    def spy(emb, resolution, seed):
+        seen.append(len(emb))
+        return real(emb, resolution, seed)
+
+    monkeypatch.setattr(balance, "leiden_labels", spy)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 5, (6, 8))
+    emb = (centres[rng.integers(0, 6, 12_000)] + rng.normal(0, 1, (12_000, 8))).astype(np.float32)
+    labels = balance.cluster_cells(emb, 1.0, seed=0)
+    assert seen == [balance.MAX_CLUSTER_CELLS] == [5_000]
+    assert labels.shape == (12_000,) and labels.min() == 0
+    small = balance.cluster_cells(emb[:3_000], 1.0, seed=0)
+    assert seen[-1] == 3_000 and len(small) == 3_000  # under the cap: all cells, as before
+    # the subset's clusters are as many as the subset alone gives, whatever the section size
+    assert labels.max() == real(emb[np.random.default_rng(0).choice(12_000, 5_000, replace=False)], 1.0, 0).max()
