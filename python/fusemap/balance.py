@@ -34,10 +34,10 @@ def cluster_cells(emb: np.ndarray, resolution: float, seed: int) -> np.ndarray:
     lab_sub = leiden_labels(emb[sub], resolution, seed)
     cents = np.stack([emb[sub][lab_sub == c].mean(0) for c in range(lab_sub.max() + 1)])
     labels = np.empty(n, dtype=int)
-    for start in range(0, n, 100_000):
+    c2 = (cents ** 2).sum(1)
+    for start in range(0, n, 100_000):  # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 does not move the argmin
         chunk = emb[start:start + 100_000]
-        d = ((chunk[:, None, :] - cents[None]) ** 2).sum(-1)
-        labels[start:start + 100_000] = d.argmin(1)
+        labels[start:start + 100_000] = (c2[None, :] - 2.0 * (chunk @ cents.T)).argmin(1)
     return labels
 
 

@@ -127,3 +127,17 @@ def test_balance_clusters_a_fixed_number_of_cells_per_section(monkeypatch):
     assert seen[-1] == 3_000 and len(small) == 3_000  # under the cap: all cells, as before
     # the subset's clusters are as many as the subset alone gives, whatever the section size
     assert labels.max() == real(emb[np.random.default_rng(0).choice(12_000, 5_000, replace=False)], 1.0, 0).max()
+
+
+def test_cells_outside_the_clustered_subset_join_their_nearest_centroid():
+    from fusemap import balance
+
+    rng = np.random.default_rng(1)
+    emb = rng.normal(0, 1, (balance.MAX_CLUSTER_CELLS + 2_000, 6)).astype(np.float32)
+    emb[::2] += 6.0
+    labels = balance.cluster_cells(emb, 0.5, seed=0)
+    cents = np.stack([emb[labels == k].mean(0) for k in range(labels.max() + 1)])
+    d = ((emb[:, None, :] - cents[None]) ** 2).sum(-1)
+    # centroids of the final labels: almost every cell is nearest to its own (ties and the Leiden
+    # subset's own boundaries aside)
+    assert (d.argmin(1) == labels).mean() > 0.95
