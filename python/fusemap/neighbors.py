@@ -10,12 +10,15 @@ spare training the import of scanpy, umap and squidpy. ``benchmarks/performance/
 measured what that saved (``benchmarks/performance/results/standins.csv``, 1 thread): 23 s per run
 at 100 k cells, 0.6 % of the shortest default run (42 epochs of 93 s), and 12 s at 10 k cells, at
 most 8.7 % (of 42 epochs of 3.4 s; real runs take more epochs). Below the 10 % that would justify a
-hand-written copy, so the libraries are used.
+hand-written copy, so the libraries are used. Most of those 12 s was numba compiling UMAP's two
+fuzzy-weight kernels in every process (umap does not cache them on disk); :func:`knn_graph` now
+turns numba's on-disk cache on for those two, so only the first run on a machine compiles them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 import numpy as np
@@ -50,6 +53,7 @@ def knn_graph(emb: np.ndarray, n_neighbors: int = 15, seed: int = 0, exact: bool
     import anndata as ad
     import scanpy as sc
 
+    _cache_umap_kernels()
     x = np.asarray(emb, dtype=np.float32)
     a = ad.AnnData(np.zeros((x.shape[0], 0), dtype=np.float32))
     a.obsm["emb"] = x
@@ -58,6 +62,33 @@ def knn_graph(emb: np.ndarray, n_neighbors: int = 15, seed: int = 0, exact: bool
         sc.pp.neighbors(a, use_rep="emb", n_neighbors=k, random_state=seed,
                         transformer="sklearn" if exact else None)
     return sp.csr_matrix(a.obsp["connectivities"])
+
+
+def _cache_umap_kernels() -> None:
+    """Let numba keep UMAP's compiled fuzzy-weight kernels on disk, as pynndescent does for its own.
+
+    Why: a process's first kNN graph (the balance step of every training run, before the balanced
+    phase starts) took 8.4 s with umap as it ships and 2.7 s with the cache, most of the rest being
+    scanpy's import (median of 3 fresh processes each, 5,000 cells, one thread;
+    ``benchmarks/performance/results/jit_cache.csv``). The compiled code, and so every graph, is
+    the same.
+    numba writes new cache files next to umap's sources, or in its user-wide cache folder when
+    those are read-only, and never touches other files; ``FUSEMAP_NUMBA_CACHE=0`` leaves umap as
+    it is. Where no cache folder is writable the kernels are compiled as before."""
+    if os.environ.get("FUSEMAP_NUMBA_CACHE", "1") == "0":
+        return
+    try:
+        import umap.umap_ as umap_
+    except ImportError:  # scanpy then fails with its own message
+        return
+    for kernel in (getattr(umap_, "smooth_knn_dist", None), getattr(umap_, "compute_membership_strengths", None)):
+        cache = getattr(kernel, "_cache", None)
+        if kernel is None or not hasattr(kernel, "enable_caching") or type(cache).__name__ == "FunctionCache":
+            continue
+        try:
+            kernel.enable_caching()
+        except Exception:  # noqa: BLE001  no writable cache folder: compile in memory as before
+            pass
 
 
 @contextlib.contextmanager

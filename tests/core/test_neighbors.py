@@ -52,3 +52,38 @@ def test_nearest_is_brute_force_and_tiny_inputs_work():
     assert np.array_equal(leiden_labels(np.zeros((2, 3)), 1.0, 0), [0, 0])
     x = np.zeros((6, 3), dtype=np.float32)  # identical cells: one cluster, no error
     assert len(np.unique(leiden_labels(x, 1.0, 0))) == 1
+
+
+def test_umap_kernels_are_cached_on_disk_and_the_switch_leaves_umap_alone(monkeypatch):
+    """knn_graph turns on numba's disk cache for UMAP's two fuzzy-weight kernels (a fresh process
+    then loads them instead of compiling, benchmarks/performance/jit_cache.py) and the graph stays
+    scanpy's; FUSEMAP_NUMBA_CACHE=0 leaves umap's kernels as they ship."""
+    import os
+
+    import umap.umap_ as umap_
+
+    import fusemap.neighbors as nb
+
+    monkeypatch.delenv("FUSEMAP_NUMBA_CACHE", raising=False)
+    g = knn_graph(blobs(300), 10)
+    assert g.shape == (300, 300) and g.nnz > 0
+    for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
+        assert type(kernel._cache).__name__ == "FunctionCache"
+        assert os.path.exists(kernel._cache._cache_path)
+
+    calls = []
+
+    class Kernel:
+        _cache = None
+
+        def enable_caching(self):
+            calls.append(1)
+
+    monkeypatch.setattr(umap_, "smooth_knn_dist", Kernel())
+    monkeypatch.setattr(umap_, "compute_membership_strengths", Kernel())
+    monkeypatch.setenv("FUSEMAP_NUMBA_CACHE", "0")
+    nb._cache_umap_kernels()
+    assert calls == []
+    monkeypatch.setenv("FUSEMAP_NUMBA_CACHE", "1")
+    nb._cache_umap_kernels()
+    assert calls == [1, 1]
