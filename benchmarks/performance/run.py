@@ -314,7 +314,8 @@ def report() -> None:
                   "Ours at its defaults on `fusemap.datasets.tiled_atlas` (8 sections, capture 1.0 to 0.3, "
                   "per-gene detection, 174-gene panels of 248): trained until its stopping rule ends both "
                   "phases, or for the epochs a variant names (`budget_2x2`: 2 epochs per phase). An epoch "
-                  "is at most 16 steps (`max_epoch_steps`). Quality: 15-NN cell-type transfer from the first section to the others, and "
+                  "is at most 16 steps (`max_epoch_steps`). Quality: 15-NN cell-type transfer from the "
+                  "first section to the others, and "
                   "section mixing (share of each cell's 15 nearest neighbours from other sections, over "
                   "the share a perfect mix gives).", ""]
         cols = ["case", "n_cells", "epochs_per_phase", "s_per_epoch", "between_epochs_s", "train_s", "pipeline_s",

@@ -1,10 +1,10 @@
 """Cost and effect of the sample caps of the section shifts (``fusemap.shift``) on a large atlas.
 
     .venv/bin/python benchmarks/performance/shift_caps.py                      # 100,000 cells
-    .venv/bin/python benchmarks/performance/shift_caps.py --cells 20000 --cache /tmp/cells.npz
+    .venv/bin/python benchmarks/performance/shift_caps.py --cells 20000 --cache benchmarks/performance/.work/cells_20000.npz
 
 The shifts are estimated from mutual nearest neighbours between a sample of each section
-(``max_cells``) and a pooled sample of the others (``SHIFT_MAX_POOL``); the two exact neighbour
+(``max_cells``) and a pooled sample of the others (``max_pool``); the two exact neighbour
 searches per section and round are what the step costs. One process, one thread: tiles real
 Xenium tissue into ``--cells`` cells of 8 sections (``fusemap.datasets.tiled_atlas``), trains 2+2
 epochs without shifts (or reads the cell embeddings from ``--cache`` when that file exists; it is
@@ -42,8 +42,8 @@ def main() -> None:
     import torch
 
     import fusemap
-    import fusemap.shift as shift
     from fusemap import datasets
+    from fusemap.shift import mnn_shifts
 
     torch.set_num_threads(1)
     secs = datasets.tiled_atlas(n_cells=a.cells, n_sections=8, seed=0)
@@ -71,9 +71,8 @@ def main() -> None:
                  "difference_over_spread": np.nan, "knn_mixing": mix0, "knn_cell_type": knn0})
     for max_cells, max_pool in CAPS:
         for seed in (0, 1):
-            shift.SHIFT_MAX_POOL = max_pool
             t0 = time.perf_counter()
-            sh = shift.mnn_shifts(cells, [True] * len(cells), max_cells=max_cells, seed=seed)
+            sh = mnn_shifts(cells, [True] * len(cells), max_cells=max_cells, max_pool=max_pool, seed=seed)
             seconds = time.perf_counter() - t0
             reference = sh if reference is None else reference
             mix, knn = scores(sh)

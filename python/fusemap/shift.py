@@ -32,7 +32,7 @@ SHIFT_MAX_CELLS = 5_000
 """Cells per section used to estimate its shift (a random sample above this), and
 :data:`SHIFT_MAX_POOL` cells of the other sections pooled: the cost is bounded at any atlas size,
 and a mean over thousands of pairs is already precise. On a 100,000-cell atlas of 8 sections
-(``benchmarks/performance/shift_caps.py``) caps of 5,000 / 15,000 took 4x less time than
+(``benchmarks/performance/shift_caps.py``) caps of 5,000 / 15,000 took 3.8x less time than
 10,000 / 30,000 and moved the shifts by under 1 % of the embedding's spread (another sample at the
 larger caps: 0.5 %), with the same section mixing and cell-type transfer to three decimals."""
 SHIFT_MAX_POOL = 15_000
@@ -59,7 +59,8 @@ def mnn_pairs(a: np.ndarray, b: np.ndarray, k: int, seed: int = 0) -> tuple[np.n
 
 
 def mnn_shifts(cells: Sequence[np.ndarray], movable: Sequence[bool], *, n_neighbors: int = SHIFT_NEIGHBORS,
-               max_cells: int = SHIFT_MAX_CELLS, rounds: int = SHIFT_ROUNDS, seed: int = 0) -> np.ndarray:
+               max_cells: int = SHIFT_MAX_CELLS, max_pool: int = SHIFT_MAX_POOL, rounds: int = SHIFT_ROUNDS,
+               seed: int = 0) -> np.ndarray:
     """Per-section translations (sections x latent, float32) for the embeddings ``cells``.
 
     Only ``movable`` sections get a shift (a query mapping moves its query sections onto a fixed
@@ -73,7 +74,7 @@ def mnn_shifts(cells: Sequence[np.ndarray], movable: Sequence[bool], *, n_neighb
         return shifts.astype(np.float32)
     rng = np.random.default_rng(seed)
     samples = [np.asarray(c, dtype=np.float64)[_sample(len(c), max_cells, rng)] for c in cells]
-    pools = {s: _sample(sum(len(samples[t]) for t in range(n_sec) if t != s), SHIFT_MAX_POOL, rng)
+    pools = {s: _sample(sum(len(samples[t]) for t in range(n_sec) if t != s), max_pool, rng)
              for s in range(n_sec)}
     spread = float(np.sqrt(np.concatenate(samples).var(0).sum())) if any(len(x) for x in samples) else 0.0
     for _ in range(rounds):

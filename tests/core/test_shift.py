@@ -66,13 +66,13 @@ def test_training_sets_shifts_that_the_embeddings_carry(sim_sections):
         assert np.array_equal(plain.embeddings()[d.name].cell, zc)
         assert not plain.section_shift(i).any() and "shift" not in plain.section_info[i]
 
+
 def test_neighbour_searches_stay_within_the_sample_caps(monkeypatch):
     """The cost of the shifts is bounded at any atlas size: every neighbour search sees at most
-    SHIFT_MAX_CELLS rows of the moved section and SHIFT_MAX_POOL pooled rows of the others, and the
+    ``max_cells`` rows of the moved section and ``max_pool`` pooled rows of the others, and the
     large sections are still moved back (from their samples)."""
     import fusemap.shift as shift
 
-    monkeypatch.setattr(shift, "SHIFT_MAX_POOL", 500)
     seen = []
     real = shift.nearest
 
@@ -85,7 +85,7 @@ def test_neighbour_searches_stay_within_the_sample_caps(monkeypatch):
     centres = [np.eye(8)[i] * 4 for i in range(4)]
     offset = np.full(8, 0.25)
     sections = [_clusters(rng, centres, [n] * 4) + s * offset for n, s in ((500, 0), (400, 1), (300, -1))]
-    shifts = shift.mnn_shifts(sections, [True] * 3, max_cells=300)
+    shifts = shift.mnn_shifts(sections, [True] * 3, max_cells=300, max_pool=500)
     assert seen and max(max(r, q) for r, q in seen) == 500  # sections of 1,200-2,000 cells: 300 + 500 rows searched
     assert {min(r, q) for r, q in seen} == {300}
     moved = [x + s for x, s in zip(sections, shifts)]
