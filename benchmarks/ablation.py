@@ -193,6 +193,10 @@ def run_variant(case, name: str, settings: dict, seed: int) -> tuple[dict, dict]
     hist = model.history_frame()
     meta = {"fit_s": fit_s, "epochs": int(len(hist)),
             "epochs_per_phase": json.dumps(getattr(model.train_state, "epochs_per_phase", None)),
+            # section mixing of the held-out cells after each balanced-phase epoch (what
+            # plateau_mixing reads), to choose that rule from the curves
+            "val_mixing": json.dumps([round(float(v), 4) for v in hist.get("val_mixing", [])
+                                      if np.isfinite(v)]),
             "balance": json.dumps((model.train_state.balance_summary or {})
                                   if hasattr(model, "train_state") else {})}
     return out, {"imputed": imputed, **meta}

@@ -173,6 +173,13 @@ class TrainConfig:
     (ablation rows ``plateau_both``, ``plateau_mid``)."""
     plateau_window: int = 10
     """Epochs over which ``plateau_pretrain`` / ``plateau_balanced`` compare the best validation loss."""
+    plateau_mixing: float = 0.0
+    """Phase 2 (the balanced phase) also ends once the sections stop mixing further on the held-out
+    cells: the mean of :func:`fusemap.mixing.neighbour_mixing` (cell and spatial embeddings) over
+    the last ``mixing_window`` epochs has risen by less than this (absolute) above its best such mean
+    ``mixing_window`` epochs earlier. 0: off (only ``patience`` and ``plateau_balanced``)."""
+    mixing_window: int = 20
+    """Epochs that ``plateau_mixing`` averages over and looks back."""
     restore_best: bool = True
     """At the end of a phase, go back to the weights of its best validation epoch."""
     adversarial: bool = True
@@ -447,6 +454,8 @@ class FuseMapConfig:
             (0 <= t.plateau_pretrain < 1 and 0 <= t.plateau_balanced < 1, "plateau_pretrain/plateau_balanced",
              (t.plateau_pretrain, t.plateau_balanced), "numbers in [0, 1)"),
             (t.plateau_window >= 1, "plateau_window", t.plateau_window, "an integer >= 1"),
+            (0 <= t.plateau_mixing < 1, "plateau_mixing", t.plateau_mixing, "a number in [0, 1)"),
+            (t.mixing_window >= 1, "mixing_window", t.mixing_window, "an integer >= 1"),
             (t.adversarial_loss in ("confusion", "reverse"), "adversarial_loss", t.adversarial_loss,
              "'confusion' or 'reverse'"),
             (t.adv_ratio >= 0, "adv_ratio", t.adv_ratio, "a number >= 0"),

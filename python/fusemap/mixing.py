@@ -161,3 +161,31 @@ def integration_check(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seed
         "share few cell types. Try more epochs (max_epochs), keep adversarial=True and mmd_weight > 0, "
         "and check section_key and that the sections' panels share genes.")
     return out
+
+
+# -- the statistic that ends the balanced phase -----------------------------------------------------
+MIXING_NEIGHBOURS = 15
+"""Neighbours per cell of :func:`neighbour_mixing`."""
+
+
+def neighbour_mixing(emb: np.ndarray, sections: np.ndarray, k: int = MIXING_NEIGHBOURS) -> float:
+    """Share of each cell's ``k`` nearest neighbours that come from other sections, relative to that
+    share when the sections are fully mixed (1 - the cell's own section's share of all cells),
+    averaged over cells: about 1 when the sections overlap, 0 when each lies apart.
+
+    Cheap enough to compute on the held-out cells after every epoch (no clustering), so training can
+    stop once the sections stop mixing further (``TrainConfig.plateau_mixing``). NaN for fewer than
+    two sections or too few cells.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    sections = np.asarray(sections)
+    secs, idx, sizes = np.unique(sections, return_inverse=True, return_counts=True)
+    n = len(sections)
+    if len(secs) < 2 or n <= k + 1:
+        return float("nan")
+    nn = NearestNeighbors(n_neighbors=k).fit(np.asarray(emb, dtype=np.float32))
+    nbr = nn.kneighbors(return_distance=False)  # without X: each cell's own point is left out
+    other = (idx[nbr] != idx[:, None]).mean(1)
+    expected = 1.0 - sizes[idx] / n
+    return float(np.mean(other / expected))

@@ -30,6 +30,7 @@ from .novelty import novelty_scores
 from .config import FuseMapConfig
 from .errors import FuseMapWarning
 from .inference import embed_section
+from .mixing import neighbour_mixing
 from .module import FuseMapModule, adversarial_loss, discriminator_loss, mmd_loss
 from .progress import Progress, choose_mode, ensure_log_handler
 from .sampler import EpochPlan, SectionData, iterate_blocks
@@ -342,9 +343,17 @@ class Trainer:
 
     @torch.no_grad()
     def validation_loss(self) -> float:
+        return self._validate(mixing=False)[0]
+
+    @torch.no_grad()
+    def _validate(self, mixing: bool) -> tuple[float, float]:
+        """Validation loss of the held-out cells and, with ``mixing``, how well their sections mix
+        (:func:`fusemap.mixing.neighbour_mixing`, mean of the cell and spatial embeddings; NaN
+        otherwise). Both come from the same forward pass."""
         m = self.module
         m.eval()
         total, n = 0.0, 0
+        zs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         plan = self.dist.shard(EpochPlan(self.sections, max(self.t.batch_size, 1024), self.rng, use="val",
                                         max_cells=self.t.max_val_cells))
         for blocks in iterate_blocks(self.sections, plan, m.hops, 0):
@@ -353,9 +362,30 @@ class Trainer:
             k = sum(b.n_seeds for b in blocks)
             total += out.losses.autoencoder(self.t.kl_weight, m.cfg.cell_recon_weight).item() * k
             n += k
+            if mixing:
+                zs.append((out.z_cell.float().cpu().numpy(), out.z_spatial.float().cpu().numpy(),
+                           out.sections.cpu().numpy()))
         m.train()
-        total, n = self.dist.sum([total, n])  # over ranks, so early stopping agrees everywhere
-        return total / max(n, 1)
+        mix = self._mixing(zs) if mixing else math.nan
+        total, n, mix_sum, ranks = self.dist.sum([total, n, 0.0 if math.isnan(mix) else mix,
+                                                  0.0 if math.isnan(mix) else 1.0])  # over ranks
+        return total / max(n, 1), (mix_sum / ranks if ranks else math.nan)
+
+    def _mixing(self, zs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+        if not zs:
+            return math.nan
+        zc, zt, sec = (np.concatenate(parts) for parts in zip(*zs))
+        scores = [neighbour_mixing(zc, sec)]
+        has = np.array([s.coordinates for s in self.sections])[sec]  # the spatial embedding: sections
+        if len(np.unique(sec[has])) >= 2:                           # with coordinates only
+            scores.append(neighbour_mixing(zt[has], sec[has]))
+        scores = [v for v in scores if math.isfinite(v)]
+        return float(np.mean(scores)) if scores else math.nan
+
+    def _mixing_measured(self) -> bool:
+        """The balanced phase of an integration records section mixing after every epoch (a mapping
+        trains the query sections only, whose mixing among themselves says nothing)."""
+        return self.state.phase == PHASE_BALANCED and self.fixed is None and len(self.sections) >= 2
 
     # -- phases -----------------------------------------------------------------------------------
     def _compute_balance(self) -> None:
@@ -411,6 +441,18 @@ class Trainer:
         before, now = min(vals[:-w]), min(vals)
         return math.isfinite(before) and now > before * (1 - delta)
 
+    def _mixing_plateau(self) -> bool:
+        """Section mixing of the held-out cells, averaged over ``mixing_window`` epochs, rose by less
+        than ``plateau_mixing`` above its best such average ``mixing_window`` epochs earlier."""
+        s, w = self.state, self.t.mixing_window
+        if self.t.plateau_mixing <= 0 or s.phase != PHASE_BALANCED or s.epoch < 2 * w:
+            return False
+        vals = np.array([h.get("val_mixing", math.nan) for h in self.history if h["phase"] == s.phase][-s.epoch:])
+        if not np.isfinite(vals).all():
+            return False
+        means = np.convolve(vals, np.ones(w) / w, mode="valid")  # means[j]: epochs j .. j + w - 1
+        return bool(means[-1] < means[:-w].max() + self.t.plateau_mixing)
+
     def _end_phase(self, stopped_early: bool) -> None:
         s = self.state
         if self.t.restore_best and self.best_state is not None:
@@ -462,7 +504,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 logs = self._train_epoch()
                 self.dist.broadcast_buffers(self.module)
-                val = self.validation_loss()
+                val, mixing = self._validate(mixing=self._mixing_measured())
                 s.epoch += 1
                 s.total_epochs += 1
                 improved = val < s.best_val * (1 - self.t.min_delta) if math.isfinite(s.best_val) else True
@@ -475,9 +517,9 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 s.seconds += dt
                 self.history.append({"phase": s.phase, "epoch": s.epoch, **logs, "val_loss": val,
-                                     "lambda_dis": s.lambda_dis, "seconds": dt})
+                                     "val_mixing": mixing, "lambda_dis": s.lambda_dis, "seconds": dt})
                 phase, epoch, ended = s.phase, s.epoch, None
-                if s.bad_epochs >= self.t.patience or self._on_plateau():
+                if s.bad_epochs >= self.t.patience or self._on_plateau() or self._mixing_plateau():
                     self._end_phase(stopped_early=True)
                     ended = "early"
                 elif s.epoch >= self.t.max_epochs:

@@ -89,3 +89,17 @@ def test_confined_clusters_count_sections_in_proportion_to_their_size():
     # cluster 0: 450 big + 50 small (the same density): shared; cluster 1: 450 big + 2 small: confined
     labels = np.array([0] * 450 + [1] * 450 + [0] * 50 + [1] * 2 + [2] * 48)
     assert confined_clusters(labels, sections).tolist() == [False, True, True]
+
+
+def test_neighbour_mixing_is_one_for_overlapping_sections_and_zero_for_separate_ones():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(600, 8))
+    sizes = [100, 200, 300]  # unequal sections: the expected share is per section
+    sec = np.repeat([0, 1, 2], sizes)
+    mixed = mixing.neighbour_mixing(z, rng.permutation(sec))
+    apart = mixing.neighbour_mixing(z + 50.0 * sec[:, None], sec)
+    assert 0.9 < mixed < 1.1
+    assert apart == 0.0
+    half = mixing.neighbour_mixing(np.vstack([z[:300], z[:300] + 50.0]), np.repeat([0, 1, 0, 1], 150))
+    assert 0.9 < half < 1.1  # two blobs, each shared by both sections
+    assert np.isnan(mixing.neighbour_mixing(z, np.zeros(600)))  # one section: nothing to mix

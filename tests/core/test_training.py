@@ -314,3 +314,29 @@ def test_relative_overlap_ignores_a_section_offset_that_pretraining_left():
     w_abs, _ = balance_weights([a, b0], rule="overlap", resolution=0.3, seed=0)
     for x, y in zip(w_none, w_abs):
         np.testing.assert_array_equal(x, y)
+
+
+def test_mixing_plateau_ends_the_balanced_phase_where_its_rule_reads_the_recorded_mixing(sim_sections):
+    """plateau_mixing stops phase 2 at the first epoch whose mean held-out section mixing over the last
+    ``mixing_window`` epochs is below the best earlier such mean + delta; recording the mixing does
+    not change training (a run with the rule follows the run without it up to its stop)."""
+    settings = {**FAST, "max_epochs": 30, "patience": 100, "mixing_window": 3}
+    off = FuseMap([a.copy() for a in sim_sections], **settings)
+    off.train()
+    h = off.history_frame()
+    assert h.loc[h["phase"] == 1, "val_mixing"].isna().all()  # phase 1 records no mixing
+    v = h.loc[h["phase"] == 2, "val_mixing"].to_numpy()
+    assert len(v) == 30 and np.isfinite(v).all() and (v > 0).all()
+    means = np.convolve(v, np.ones(3) / 3, mode="valid")
+    stops = []
+    for delta in (0.5, 0.02):
+        stop = next((e for e in range(6, 31) if means[e - 3] < means[:e - 5].max() + delta), 30)
+        run = FuseMap([a.copy() for a in sim_sections], **{**settings, "plateau_mixing": delta})
+        run.train()
+        assert run.train_state.epochs_per_phase == [30, stop]
+        assert run.train_state.stopped_early == [False, stop < 30]
+        np.testing.assert_allclose(run.history_frame()["val_mixing"].to_numpy()[30:], v[:stop])
+        stops.append(stop)
+    assert stops[0] == 6  # mixing cannot rise by 0.5 in 3 epochs: the earliest stop the rule allows
+    with pytest.raises(fusemap.FuseMapInputError, match="plateau_mixing"):
+        FuseMap([a.copy() for a in sim_sections], **{**settings, "plateau_mixing": 1.5})
