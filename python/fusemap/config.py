@@ -174,12 +174,13 @@ class TrainConfig:
     plateau_window: int = 10
     """Epochs over which ``plateau_pretrain`` / ``plateau_balanced`` compare the best validation loss."""
     plateau_mixing: float = 0.0
-    """Phase 2 (the balanced phase) also ends once the sections stop mixing further on the held-out
-    cells: the mean of :func:`fusemap.mixing.neighbour_mixing` (cell and spatial embeddings) over
-    the last ``mixing_window`` epochs has risen by less than this (absolute) above its best such mean
-    ``mixing_window`` epochs earlier. 0: off (only ``patience`` and ``plateau_balanced``)."""
+    """Phase 2 (the balanced phase) also ends once the sections have stopped mixing further on the
+    held-out cells (:func:`fusemap.mixing.neighbour_mixing`, mean of the cell and spatial
+    embeddings, after every epoch): over the last ``2 * mixing_window`` epochs its least-squares
+    slope plus two standard errors, times ``mixing_window``, is below this. A noisy curve does not
+    stop it. 0: off (``patience`` and ``plateau_balanced`` only)."""
     mixing_window: int = 20
-    """Epochs that ``plateau_mixing`` averages over and looks back."""
+    """Epochs per unit of rise that ``plateau_mixing`` bounds (the fit spans twice as many)."""
     restore_best: bool = True
     """At the end of a phase, go back to the weights of its best validation epoch."""
     adversarial: bool = True

@@ -40,6 +40,19 @@ log = logging.getLogger("fusemap")
 PHASE_PRETRAIN, PHASE_BALANCED, PHASE_DONE = 1, 2, 3
 
 
+def mixing_rise_bound(values: np.ndarray, z: float = 2.0) -> float:
+    """Upper bound of the per-epoch rise of ``values`` (one per epoch): the least-squares slope plus
+    ``z`` standard errors; +inf when a value is missing or there are fewer than three."""
+    n = len(values)
+    if n < 3 or not np.isfinite(values).all():
+        return math.inf
+    x = np.arange(n, dtype=float) - (n - 1) / 2
+    sxx = float(x @ x)
+    slope = float(x @ (values - values.mean())) / sxx
+    resid = values - values.mean() - slope * x
+    return slope + z * math.sqrt(float(resid @ resid) / (n - 2) / sxx)
+
+
 @dataclass
 class TrainState:
     phase: int = PHASE_PRETRAIN
@@ -442,16 +455,16 @@ class Trainer:
         return math.isfinite(before) and now > before * (1 - delta)
 
     def _mixing_plateau(self) -> bool:
-        """Section mixing of the held-out cells, averaged over ``mixing_window`` epochs, rose by less
-        than ``plateau_mixing`` above its best such average ``mixing_window`` epochs earlier."""
+        """Section mixing of the held-out cells has stopped rising, with confidence: over the last
+        ``2 * mixing_window`` epochs, the least-squares slope plus two standard errors, times
+        ``mixing_window``, is below ``plateau_mixing``. A noisy curve keeps training (its rise is
+        uncertain) until ``patience`` or ``max_epochs`` ends the phase, as without the rule."""
         s, w = self.state, self.t.mixing_window
         if self.t.plateau_mixing <= 0 or s.phase != PHASE_BALANCED or s.epoch < 2 * w:
             return False
-        vals = np.array([h.get("val_mixing", math.nan) for h in self.history if h["phase"] == s.phase][-s.epoch:])
-        if not np.isfinite(vals).all():
-            return False
-        means = np.convolve(vals, np.ones(w) / w, mode="valid")  # means[j]: epochs j .. j + w - 1
-        return bool(means[-1] < means[:-w].max() + self.t.plateau_mixing)
+        vals = [h.get("val_mixing", math.nan) for h in self.history if h["phase"] == s.phase][-2 * w:]
+        rise = mixing_rise_bound(np.asarray(vals, dtype=float)) * w
+        return bool(rise < self.t.plateau_mixing)
 
     def _end_phase(self, stopped_early: bool) -> None:
         s = self.state
