@@ -68,6 +68,7 @@ VARIANTS: dict[str, dict] = {
     # phase 2 ends once the held-out cells' section mixing rises by < 0.01 per 20 epochs (upper bound
     # of the slope over the last 40); rows mixing_means_* are an earlier form of the rule
     "mixing_plateau": {"plateau_mixing": 0.01, "mixing_window": 20},
+    "no_mixing_plateau": {"plateau_mixing": 0.0},  # the default before it (rows `default` ran so)
     "mmd_50": {"mmd_weight": 50.0},
     "no_shift": {"shift_sections": False},
     # seeds of a minibatch in spatially compact patches (bounded encodings per seed at any size)

@@ -323,7 +323,7 @@ def test_mixing_plateau_ends_the_balanced_phase_where_its_rule_reads_the_recorde
     stop)."""
     from fusemap.training import mixing_rise_bound
 
-    settings = {**FAST, "max_epochs": 30, "patience": 100, "mixing_window": 3}
+    settings = {**FAST, "max_epochs": 30, "patience": 100, "mixing_window": 3, "plateau_mixing": 0.0}
     off = FuseMap([a.copy() for a in sim_sections], **settings)
     off.train()
     h = off.history_frame()
