@@ -529,8 +529,9 @@ class Trainer:
                     s.bad_epochs += 1
                 dt = time.perf_counter() - t0
                 s.seconds += dt
-                self.history.append({"phase": s.phase, "epoch": s.epoch, **logs, "val_loss": val,
-                                     "val_mixing": mixing, "lambda_dis": s.lambda_dis, "seconds": dt})
+                measured = {} if math.isnan(mixing) else {"val_mixing": mixing}  # no NaN in saved history
+                self.history.append({"phase": s.phase, "epoch": s.epoch, **logs, "val_loss": val, **measured,
+                                     "lambda_dis": s.lambda_dis, "seconds": dt})
                 phase, epoch, ended = s.phase, s.epoch, None
                 if s.bad_epochs >= self.t.patience or self._on_plateau() or self._mixing_plateau():
                     self._end_phase(stopped_early=True)
