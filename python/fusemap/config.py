@@ -181,7 +181,8 @@ class TrainConfig:
     slope plus two standard errors, times ``mixing_window``, is below this. A noisy curve does not
     stop it. The loss keeps creeping long after the embedding stops changing: on the four
     development cases x 3 seeds (ablation rows ``mixing_plateau`` against ``default``) this ended
-    phase 2 after 57-207 instead of 129-300 epochs, trained 1.2-2.8x shorter (median 2.0x) and
+    phase 2 after 57-207 instead of 129-300 epochs (1.05-2.3x fewer epochs in all, median 1.65x;
+    on one machine at seed 0, 2.0x and 1.7x less training time on the mosaic and Xenium cases) and
     changed the scIB totals by -0.015 to +0.003 (mean -0.004 cell, -0.002 spatial).
     0: off (``patience`` and ``plateau_balanced`` only, the earlier default)."""
     mixing_window: int = 20
