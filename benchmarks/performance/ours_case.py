@@ -55,22 +55,19 @@ def knn_transfer(secs, emb, key_label, attr, max_cells=20_000, seed=0):
 
 
 def knn_mixing(emb, attr="cell", k=15, max_cells=20_000, seed=0):
-    """Section mixing of an embedding: the share of each cell's ``k`` nearest neighbours (among a
-    random subset of all sections' cells) that come from other sections, over the share a perfect
-    mix of the subset would give (1 = as mixed as chance; 0 = every section apart)."""
+    """Section mixing of an embedding (``fusemap.mixing.neighbour_mixing``, the statistic that ends
+    training's balanced phase) on a random subset of all sections' cells: the share of each cell's
+    ``k`` nearest neighbours that come from other sections, over the share a perfect mix of the
+    subset would give (1 = as mixed as chance; 0 = every section apart)."""
     import numpy as np
 
-    from fusemap.neighbors import nearest
+    from fusemap.mixing import neighbour_mixing
 
     rng = np.random.default_rng(seed)
     zs = [getattr(e, attr) for e in emb.values()]
     lab = np.concatenate([np.full(len(z), i) for i, z in enumerate(zs)])
     keep = rng.choice(len(lab), min(len(lab), max_cells), replace=False)
-    z, lab = np.concatenate(zs)[keep], lab[keep]
-    nn = nearest(z, z, k + 1)[:, 1:]  # drop the cell itself
-    other = (lab[nn] != lab[:, None]).mean(1)
-    expected = 1 - np.bincount(lab)[lab] / len(lab)
-    return float(other.mean() / max(float(expected.mean()), 1e-12))
+    return neighbour_mixing(np.concatenate(zs)[keep], lab[keep], k)
 
 
 def main() -> None:

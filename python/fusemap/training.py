@@ -43,14 +43,12 @@ PHASE_PRETRAIN, PHASE_BALANCED, PHASE_DONE = 1, 2, 3
 def mixing_rise_bound(values: np.ndarray, z: float = 2.0) -> float:
     """Upper bound of the per-epoch rise of ``values`` (one per epoch): the least-squares slope plus
     ``z`` standard errors; +inf when a value is missing or there are fewer than three."""
-    n = len(values)
-    if n < 3 or not np.isfinite(values).all():
+    from scipy.stats import linregress
+
+    if len(values) < 3 or not np.isfinite(values).all():
         return math.inf
-    x = np.arange(n, dtype=float) - (n - 1) / 2
-    sxx = float(x @ x)
-    slope = float(x @ (values - values.mean())) / sxx
-    resid = values - values.mean() - slope * x
-    return slope + z * math.sqrt(float(resid @ resid) / (n - 2) / sxx)
+    fit = linregress(np.arange(len(values), dtype=float), values)
+    return float(fit.slope + z * fit.stderr)
 
 
 @dataclass
