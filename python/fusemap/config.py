@@ -161,11 +161,12 @@ class TrainConfig:
     """Phase 1 (pretraining, or the only phase) also ends once its best validation loss has improved
     by less than this fraction over the last ``plateau_window`` epochs (0: only ``patience`` ends
     it). The loss creeps down long after the embedding stops changing: on the STARmap mosaic, kNN
-    label transfer and section mixing stopped rising after ~60 of phase 1's 152 epochs
-    (benchmarks/performance/results/time_to_quality_starmap_mosaic.csv). On three development
-    cases, ending phase 1 this way (at 37-52 epochs instead of 100-152) changed the scIB totals by
-    -0.006 to +0.010 and shortened the whole training by 5-25 % (benchmarks/results/ablation,
-    rows ``plateau_p1``)."""
+    label transfer and section mixing stopped rising after ~60 of phase 1's 152 epochs (an earlier
+    run of benchmarks/performance/time_to_quality.py, in that folder's git history). On three
+    development cases, ending phase 1 this way (at 37-52 epochs instead of 100-152) changed the scIB
+    totals by -0.006 to +0.010 and shortened the whole training by 5-25 % (benchmarks/results/ablation,
+    rows ``plateau_p1``). Ending it sooner still (3 %, rows ``p1_plateau_03``) left the scores
+    unchanged, but phase 2 ran longer and the mosaic reached the authors' scores later."""
     plateau_balanced: float = 0.0
     """The loss rule of ``plateau_pretrain`` for phase 2 (the balanced phase); off by default:
     section mixing keeps improving there after the loss flattens, and ending phase 2 at 1 % (or
