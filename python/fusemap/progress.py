@@ -34,6 +34,14 @@ log = logging.getLogger("fusemap")
 LOG_EVERY_SECONDS = 10.0
 """In log-line mode, at most one progress line per this many seconds within a phase."""
 
+PHASE_END_REASONS = {
+    "patience": "stopped early (validation loss no longer improving)",
+    "loss_plateau": "stopped early (validation loss improving by less than the plateau fraction)",
+    "mixing_plateau": "stopped early (held-out sections no longer mixing further)",
+    "max_epochs": "reached max_epochs",
+}
+"""What the phase-end line says for each rule that can end a phase (the trainer names the rule)."""
+
 CALLBACK_KEYS = ("phase", "phase_name", "epoch", "max_epochs", "epochs_done", "epochs_total", "val_loss",
                  "seconds", "done")
 """The keys of the dict a training ``callback`` receives after every epoch (the R package reads them)."""
@@ -165,7 +173,8 @@ class Progress:
 
     def epoch_done(self, *, phase: int, epoch: int, epochs_done: int, epochs_total: int, val_loss: float,
                    recon: float, phase_ended: str | None, done: bool) -> None:
-        """Report one finished epoch; ``phase_ended`` is None, 'early' or 'max_epochs'."""
+        """Report one finished epoch; ``phase_ended`` is None or the rule that ended the phase (a key
+        of ``PHASE_END_REASONS``)."""
         now = time.perf_counter()
         seconds = now - self.t0
         if self.bar is not None:
@@ -175,8 +184,7 @@ class Progress:
             self.bar.refresh()
         elif self.mode == "lines":
             if phase_ended is not None:
-                why = "stopped early (validation loss no longer improving)" if phase_ended == "early" else \
-                    "reached max_epochs"
+                why = PHASE_END_REASONS[phase_ended]
                 log.info("phase %d of %d (%s) ended after %d epochs, %s; validation loss %.4g; %.1f s so far",
                          phase, self.n_phases, self.names[phase], epoch, why, val_loss, seconds)
                 self._last_line = now

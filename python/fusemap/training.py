@@ -531,9 +531,11 @@ class Trainer:
                 self.history.append({"phase": s.phase, "epoch": s.epoch, **logs, "val_loss": val, **measured,
                                      "lambda_dis": s.lambda_dis, "seconds": dt})
                 phase, epoch, ended = s.phase, s.epoch, None
-                if s.bad_epochs >= self.t.patience or self._on_plateau() or self._mixing_plateau():
+                rule = ("patience" if s.bad_epochs >= self.t.patience else "loss_plateau" if self._on_plateau()
+                        else "mixing_plateau" if self._mixing_plateau() else None)
+                if rule is not None:
                     self._end_phase(stopped_early=True)
-                    ended = "early"
+                    ended = rule
                 elif s.epoch >= self.t.max_epochs:
                     self._end_phase(stopped_early=False)
                     ended = "max_epochs"

@@ -79,6 +79,21 @@ def test_mode_follows_progress_callback_and_terminal(monkeypatch):
     assert progress.choose_mode(None, None) == "notebook"
 
 
+def test_phase_end_line_names_the_rule_that_ended_the_phase(sim_sections, monkeypatch, caplog):
+    """Phase 1 ended by the loss plateau, phase 2 by the mixing plateau: each line says which."""
+    monkeypatch.setattr("fusemap.training.choose_mode", lambda p, c: "lines")
+    with caplog.at_level(logging.INFO, logger="fusemap"):
+        model = FuseMap(sim_sections, **{**FAST, "max_epochs": 30, "patience": 100, "plateau_window": 3,
+                                         "plateau_pretrain": 0.9, "mixing_window": 3, "plateau_mixing": 0.9})
+        model.train()
+    ended = [r.getMessage() for r in caplog.records if r.name == "fusemap" and " ended after " in r.getMessage()]
+    first, second = model.train_state.epochs_per_phase
+    assert first == 4 and 6 <= second < 30 and model.train_state.stopped_early == [True, True]
+    assert len(ended) == 2
+    assert f"ended after 4 epochs, {progress.PHASE_END_REASONS['loss_plateau']}" in ended[0]
+    assert f"ended after {second} epochs, {progress.PHASE_END_REASONS['mixing_plateau']}" in ended[1]
+
+
 def test_lines_off_a_terminal(sim_sections, monkeypatch, caplog):
     monkeypatch.setattr("fusemap.training.choose_mode", lambda p, c: "lines")
     monkeypatch.setattr(progress, "LOG_EVERY_SECONDS", 0.0)  # a line every epoch
