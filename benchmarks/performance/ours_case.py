@@ -113,7 +113,9 @@ def main() -> None:
         "embed_s": t["embed"] - t["train"], "pipeline_s": t["embed"] - t["read"], "train_cpu_s": train_cpu,
         "epochs_per_phase": list(st.epochs_per_phase), "epochs": int(sum(st.epochs_per_phase)),
         "stopped_early": list(st.stopped_early), "epoch_s_sum": float(sum(epoch_s)),
-        "cells_per_s": n_cells * len(epoch_s) / max(sum(epoch_s), 1e-9),
+        "cells_per_s": n_cells * len(epoch_s) / max(sum(epoch_s), 1e-9),  # nominal: epochs x cells
+        # what was trained: epochs capped by max_epoch_steps pass only part of the cells
+        "seed_cells_per_s": sum(h.get("seeds", 0) for h in hist) / max(sum(epoch_s), 1e-9),
         "knn_cell_type": knn_transfer(secs, emb, "cell_type", "cell"),
         "knn_region": knn_transfer(secs, emb, "region", "spatial"),
         "knn_mixing": knn_mixing(emb) if len(secs) > 1 else None,

@@ -203,6 +203,9 @@ def _row(rec: dict) -> dict:
         # embeddings at the end (what does not shrink with a smaller epoch budget)
         "between_epochs_s": round(r["train_s"] - r["epoch_s_sum"], 1),
         "cells_per_s": round(r["cells_per_s"], 1),
+        # seed cells actually trained per epoch second (cases stored before it was recorded: blank);
+        # below cells_per_s where max_epoch_steps caps an epoch (100k and 1M atlases)
+        "seed_cells_per_s": round(r["seed_cells_per_s"], 1) if r.get("seed_cells_per_s") else None,
         # throughput per CPU second of training: robust to other work on a shared machine (one thread
         # per run); ours includes the balance-weight clustering between phases, theirs does not
         "cells_per_cpu_s": round(r["n_cells"] * r["epochs"] / max(r.get("train_cpu_s") or float("nan"), 1e-9), 1),

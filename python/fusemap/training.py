@@ -350,7 +350,8 @@ class Trainer:
             n += k
             steps += 1
         *totals, n = self.dist.sum(list(sums.values()) + [n])  # over ranks
-        return {**{key: val / max(n, 1) for key, val in zip(sums, totals)}, "steps": steps}
+        # seed cells trained this epoch (all ranks): with max_epoch_steps an epoch is not a pass over every cell
+        return {**{key: val / max(n, 1) for key, val in zip(sums, totals)}, "steps": steps, "seeds": int(n)}
 
     @torch.no_grad()
     def validation_loss(self) -> float:

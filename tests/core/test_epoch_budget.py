@@ -101,6 +101,11 @@ def test_training_counts_capped_epochs_in_its_history():
     n_train = int(np.ceil(len(whole.data[0].train_idx) / 64))
     assert [h["steps"] for h in capped.history] == [5, 5]
     assert [h["steps"] for h in whole.history] == [n_train] * 2 and n_train == 11
+    # each step trains 64 seeds of each of the 2 sections: a capped epoch 5 steps' worth, an uncapped
+    # one at least every training cell (the smaller section's seeds are drawn again to fill its steps)
+    assert [h["seeds"] for h in capped.history] == [5 * 64 * 2] * 2
+    assert [h["seeds"] for h in whole.history] == [n_train * 64 * 2] * 2
+    assert n_train * 64 * 2 >= sum(len(d.train_idx) for d in whole.data)
     assert all(np.isfinite(h["val_loss"]) for h in capped.history)
 
 
