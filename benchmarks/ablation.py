@@ -72,7 +72,8 @@ VARIANTS: dict[str, dict] = {
     # phase 1 ends on a 3 % (instead of 1 %) loss improvement per 10 epochs; tried to reach the
     # authors' scores sooner, rejected: same scores, but the time to them grew (see its rows' note)
     "p1_plateau_03": {"plateau_pretrain": 0.03},
-    # every section weighted to the pooled mix of clusters in the balanced phase (label shift)
+    # every section weighted to the pooled mix of clusters in the balanced phase (label shift);
+    # rejected, and the option removed: it runs at commit fc87cd2 only (see its rows' note)
     "composition": {"balance_composition": True},
     "mmd_50": {"mmd_weight": 50.0},
     "no_shift": {"shift_sections": False},

@@ -215,11 +215,6 @@ class TrainConfig:
     """Similarity above which a cluster gets full weight (linear in between)."""
     balance_floor: float = 0.05
     """Smallest balance weight a cell can get (its cluster has no counterpart)."""
-    balance_composition: bool = False
-    """Also weight cells so every section holds the same mix of pooled clusters in the balanced phase
-    (:func:`fusemap.balance.composition_weights`): against label shift, where sections hold the same
-    cell types in different proportions and matching their distributions would move the
-    over-represented type onto others. Multiplies the balance weights."""
     query_balance: Literal["novelty", "all"] = "novelty"
     """Query mapping: how the balanced phase weights cells. 'novelty': each query cluster by its
     median novelty against the reference (fusemap.novelty; all query sections pooled, so a state the

@@ -25,7 +25,7 @@ from torch.optim import Adam
 
 from .distributed import setup as setup_distributed
 from ._constants import CHECKPOINT_FILE
-from .balance import balance_sentence, balance_weights, composition_weights
+from .balance import balance_sentence, balance_weights
 from .novelty import novelty_scores
 from .config import FuseMapConfig
 from .errors import FuseMapWarning
@@ -414,10 +414,6 @@ class Trainer:
                                       floor=self.t.balance_floor, seed=self.t.seed, partners=partners)
         if by_novelty:
             self._query_weights_from_novelty(wc, summary, [e[0] for e in embs])
-        if self.t.balance_composition:
-            cw, summary["composition"] = composition_weights(cells, resolution=self.t.balance_resolution,
-                                                             seed=self.t.seed)
-            wc = [(w * c / max(float((w * c).mean()), 1e-12)).astype(np.float32) for w, c in zip(wc, cw)]
         self.balance = wc[:len(self.sections)]
         if self.fixed is not None:
             self.fixed.weights = wc[len(self.sections):]

@@ -357,39 +357,3 @@ def test_mixing_rise_bound_is_the_slope_plus_two_standard_errors():
 def mixing_rise_bound_(v):
     from fusemap.training import mixing_rise_bound
     return mixing_rise_bound(np.asarray(v, dtype=float))
-
-
-def test_composition_weights_give_every_section_the_pooled_mix_of_populations():
-    """Two sections with the same three populations, 1:1:1 and 6:1:1, the second moved by twice a
-    population's spread: after weighting, each section holds every population in the pooled
-    shares (within 5 %), whichever section was moved; one section alone gets weights of 1."""
-    from fusemap.balance import composition_weights
-
-    rng = np.random.default_rng(2)
-    centres = [np.eye(16)[i] * 4 for i in range(3)]
-    a = np.concatenate([rng.normal(0, 0.5, (300, 16)) + c for c in centres])
-    b = np.concatenate([rng.normal(0, 0.5, (n, 16)) + c for n, c in zip((600, 100, 100), centres)])
-    direction = rng.normal(0, 1, 16)
-    direction /= np.linalg.norm(direction)
-    b = b + 2.0 * 0.5 * np.sqrt(16) * direction
-    w, summary = composition_weights([a, b], resolution=0.3, seed=0)
-    assert summary["n_clusters"] == 3
-    np.testing.assert_allclose([w[0].mean(), w[1].mean()], 1.0, rtol=1e-5)
-    pooled = np.array([(1 / 3 + 6 / 8) / 2, (1 / 3 + 1 / 8) / 2, (1 / 3 + 1 / 8) / 2])
-    for wv, bounds in ((w[0], (0, 300, 600, 900)), (w[1], (0, 600, 700, 800))):
-        got = np.array([wv[s:e].sum() for s, e in zip(bounds[:-1], bounds[1:])]) / wv.sum()
-        np.testing.assert_allclose(got, pooled, atol=0.05)
-    # the over-represented population of the second section is the one lowered
-    assert w[1][:600].mean() < 0.8 < 1.5 < w[1][600:].mean()
-    alone, _ = composition_weights([a], resolution=0.3, seed=0)
-    np.testing.assert_array_equal(alone[0], np.ones(len(a), dtype=np.float32))
-
-
-def test_balance_composition_multiplies_the_balance_weights(sim_sections):
-    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 2, "patience": 100, "balance_composition": True})
-    model.train()
-    st = model.train_state
-    assert st.balance_summary["composition"]["n_clusters"] >= 2
-    assert len(st.balance_summary["composition"]["weight_range"]) == len(sim_sections)
-    for lo, hi in st.balance_summary["composition"]["weight_range"]:
-        assert 0 < lo <= 1.0 <= hi
