@@ -369,7 +369,7 @@ class FuseMap:
         """Estimate the ``movable`` sections' shifts (:mod:`fusemap.shift`) against the others as
         they are, keep them in ``section_info`` (saved with the model) and apply them to the cached
         embeddings; without ``shift_sections`` the movable sections keep no shift."""
-        from .shift import mnn_shifts
+        from .shift import embedding_spread, mnn_shifts
 
         for i, info in enumerate(self.section_info):
             if movable[i]:
@@ -380,7 +380,7 @@ class FuseMap:
         names = self.section_names
         cells = [embs[n].cell for n in names]
         shifts = mnn_shifts(cells, movable, seed=self.config.train.seed)
-        spread = float(np.sqrt(np.concatenate(cells).var(0).sum()))
+        spread = embedding_spread(cells)
         moved = []
         for i, (name, info) in enumerate(zip(names, self.section_info)):
             if movable[i]:

@@ -2,6 +2,7 @@
 do not pull a section onto cell types it lacks, fixed sections stay, two sections meet."""
 
 import numpy as np
+import pytest
 
 from fusemap.shift import mnn_pairs, mnn_shifts
 
@@ -90,3 +91,13 @@ def test_neighbour_searches_stay_within_the_sample_caps(monkeypatch):
     assert {min(r, q) for r, q in seen} == {300}
     moved = [x + s for x, s in zip(sections, shifts)]
     assert np.linalg.norm(moved[1].mean(0) - moved[2].mean(0)) < 0.1 * np.linalg.norm(2 * offset)
+
+
+def test_embedding_spread_equals_the_pooled_total_variance_without_pooling():
+    from fusemap.shift import embedding_spread
+
+    rng = np.random.default_rng(3)
+    cells = [rng.normal(m, s, (n, 8)).astype(np.float32) for m, s, n in ((0.0, 1.0, 700), (3.0, 0.5, 1300), (-1.0, 2.0, 5))]
+    want = float(np.sqrt(np.concatenate(cells).astype(np.float64).var(0).sum()))
+    assert embedding_spread(cells, chunk=256) == pytest.approx(want, rel=1e-9)
+    assert embedding_spread([]) == 0.0 and embedding_spread([np.zeros((0, 4), np.float32)]) == 0.0
