@@ -121,6 +121,7 @@ def integration_check(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seed
     if len(names) < 2:
         return None
     sections = np.concatenate([np.full(len(embeddings[n][0]), i) for i, n in enumerate(names)])
+    starts = np.concatenate([[0], np.cumsum([len(embeddings[n][0]) for n in names])])
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(sections), max_cells, replace=False)) if len(sections) > max_cells else None
     out: dict = {"sections": names, "n_cells_used": int(len(sections) if keep is None else len(keep))}
@@ -132,9 +133,10 @@ def integration_check(embeddings: dict[str, tuple[np.ndarray, np.ndarray]], seed
         t0 = time.perf_counter()
         use = np.isin(sections, [names.index(n) for n in (names if label == "cell" else spatial_names)])
         pos = np.flatnonzero(use) if keep is None else keep[use[keep]]  # pooled cells checked
-        z = np.concatenate([np.asarray(embeddings[names[i]][part], dtype=np.float32)
-                            for i in np.unique(sections[use])])[(np.cumsum(use) - 1)[pos]]
         sec = sections[pos]
+        # each section's checked rows, in pooled order (pooling every cell first held ~0.25 GB more at 1M cells)
+        z = np.concatenate([np.asarray(embeddings[names[i]][part][pos[sec == i] - starts[i]], dtype=np.float32)
+                            for i in np.unique(sections[use])])
         lab = leiden_labels(z, DIAGNOSTIC_RESOLUTION[label], seed)
         share, _ = shared_clusters(lab, sec)
         confined = confined_clusters(lab, sec)
