@@ -75,7 +75,8 @@ VARIANTS: dict[str, dict] = {
     # every section weighted to the pooled mix of clusters in the balanced phase (label shift);
     # rejected, and the option removed: it runs at commit fc87cd2 only (see its rows' note)
     "composition": {"balance_composition": True},
-    # fresh Adam moments for the balanced phase (its MMD term mis-scaled by phase 1's moments)
+    # fresh Adam moments for the balanced phase (its MMD term mis-scaled by phase 1's moments);
+    # rejected, and the option removed: both run at commit febd5ad only (see their rows' note)
     "reset_optimiser": {"reset_optimiser": True},
     "reset_optimiser_p1_03": {"reset_optimiser": True, "plateau_pretrain": 0.03},
     "mmd_50": {"mmd_weight": 50.0},

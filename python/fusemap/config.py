@@ -243,13 +243,6 @@ class TrainConfig:
     thinned Xenium 0.707 / 0.694 vs 0.699 / 0.676) but trained twice as long (phase 1 ran to its
     300-epoch cap: 450 vs 295 epochs on the mosaic) and learned slowly in short runs. Without
     balance weights (one phase) the term acts from the first epoch."""
-    reset_optimiser: bool = False
-    """Start the balanced phase with fresh Adam moments for the encoders and decoders. Its loss gains
-    the MMD term and the balance weights, and ``restore_best`` has just moved the weights back to
-    phase 1's best epoch; Adam's second moments still scaled to phase 1's gradients then make the
-    first steps of the MMD term several times too large. On the STARmap mosaic (30 + 30 epochs)
-    held-out section mixing fell from about 0.6 to 0.17 at phase 2's first epoch and took 4 epochs
-    to return (0.28 and back within 2 epochs with fresh moments)."""
     shift_sections: bool = True
     """After training (and after mapping, for the query sections), move each section's embeddings
     by one vector so that mutual nearest neighbours across sections coincide on average

@@ -473,8 +473,6 @@ class Trainer:
         s.epochs_per_phase.append(s.epoch)
         two_phases = self.adversarial and self.t.balance
         s.phase = PHASE_BALANCED if (s.phase == PHASE_PRETRAIN and two_phases) else PHASE_DONE
-        if s.phase == PHASE_BALANCED and self.t.reset_optimiser:
-            self.opt_g.state.clear()  # new loss terms: moments measured on phase 1's would mis-scale the steps
         s.epoch, s.best_val, s.bad_epochs = 0, math.inf, 0
         self.best_state = None
 

@@ -357,17 +357,3 @@ def test_mixing_rise_bound_is_the_slope_plus_two_standard_errors():
 def mixing_rise_bound_(v):
     from fusemap.training import mixing_rise_bound
     return mixing_rise_bound(np.asarray(v, dtype=float))
-
-
-@pytest.mark.parametrize("reset", [True, False])
-def test_reset_optimiser_starts_the_balanced_phase_with_fresh_moments(sim_sections, reset):
-    """With reset_optimiser, Adam's step count after training is phase 2's steps alone (its moments
-    were cleared when phase 2 began); without, it counts both phases."""
-    model = FuseMap(sim_sections, **{**FAST, "max_epochs": 2, "patience": 100, "plateau_pretrain": 0.0,
-                                     "reset_optimiser": reset})
-    trainer = Trainer(model.module, model.data, model.config, model.device, adversarial=True)
-    trainer.fit(resume=False)
-    steps = [h["steps"] for h in trainer.history]
-    assert [h["phase"] for h in trainer.history] == [1, 1, 2, 2]
-    counts = {int(st["step"]) for st in trainer.opt_g.state.values()}
-    assert counts == {sum(steps[2:]) if reset else sum(steps)}
