@@ -482,9 +482,11 @@ class FuseMap:
         Returns
         -------
         pandas.DataFrame
-            One row per epoch: ``phase``, ``epoch``, the training loss terms, ``val_loss``,
-            ``lambda_dis`` (adversarial weight) and ``seconds``; plot it to see whether training
-            converged.
+            One row per epoch: ``phase``, ``epoch``, the training loss terms, ``steps`` and
+            ``seeds`` (minibatches and seed cells trained: fewer than the section's cells where
+            ``max_epoch_steps`` caps an epoch), ``val_loss``, ``val_mixing`` (held-out section
+            mixing, balanced phase), ``lambda_dis`` (adversarial weight) and ``seconds``; plot it
+            to see whether training converged.
 
         Examples
         --------
