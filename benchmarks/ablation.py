@@ -72,13 +72,8 @@ VARIANTS: dict[str, dict] = {
     # phase 1 ends on a 3 % (instead of 1 %) loss improvement per 10 epochs; tried to reach the
     # authors' scores sooner, rejected: same scores, but the time to them grew (see its rows' note)
     "p1_plateau_03": {"plateau_pretrain": 0.03},
-    # every section weighted to the pooled mix of clusters in the balanced phase (label shift);
-    # rejected, and the option removed: it runs at commit fc87cd2 only (see its rows' note)
-    "composition": {"balance_composition": True},
-    # fresh Adam moments for the balanced phase (its MMD term mis-scaled by phase 1's moments);
-    # rejected, and the option removed: both run at commit febd5ad only (see their rows' note)
-    "reset_optimiser": {"reset_optimiser": True},
-    "reset_optimiser_p1_03": {"reset_optimiser": True, "plateau_pretrain": 0.03},
+    # rows composition (fc87cd2) and reset_optimiser / reset_optimiser_p1_03 (febd5ad) ran options
+    # that were rejected and removed: they run at those commits only (see the rows' note)
     "mmd_50": {"mmd_weight": 50.0},
     "no_shift": {"shift_sections": False},
     # seeds of a minibatch in spatially compact patches (bounded encodings per seed at any size)

@@ -103,3 +103,13 @@ def test_neighbour_mixing_is_one_for_overlapping_sections_and_zero_for_separate_
     half = mixing.neighbour_mixing(np.vstack([z[:300], z[:300] + 50.0]), np.repeat([0, 1, 0, 1], 150))
     assert 0.9 < half < 1.1  # two blobs, each shared by both sections
     assert np.isnan(mixing.neighbour_mixing(z, np.zeros(600)))  # one section: nothing to mix
+
+
+def test_pooled_rows_equals_indexing_the_pooled_array():
+    from fusemap.mixing import pooled_rows
+
+    rng = np.random.default_rng(5)
+    parts = [rng.normal(size=(n, 3)).astype(np.float32) for n in (5, 0, 7, 2)]
+    rows = rng.permutation(14)[:9]  # any order, across every part
+    np.testing.assert_array_equal(pooled_rows(parts, rows), np.concatenate(parts)[rows])
+    assert pooled_rows(parts, np.array([], dtype=int)).shape == (0, 3)
