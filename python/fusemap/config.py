@@ -243,6 +243,21 @@ class TrainConfig:
     thinned Xenium 0.707 / 0.694 vs 0.699 / 0.676) but trained twice as long (phase 1 ran to its
     300-epoch cap: 450 vs 295 epochs on the mosaic) and learned slowly in short runs. Without
     balance weights (one phase) the term acts from the first epoch."""
+    structure_weight: float = 0.0
+    """Weight of a neighbourhood-preservation term in both phases: within each section's seeds of a
+    step, a cell's soft nearest neighbours in the cell embedding should be its soft nearest
+    neighbours in its own section's expression PCA (fusemap.module.neighbourhood_loss).
+    Reconstruction alone keeps what a linear read-out needs, not which cells are alike; 0 leaves
+    the term out, as in the paper."""
+    structure_phase: Literal["both", "balanced"] = "both"
+    """Training phases with the neighbourhood term."""
+    structure_genes: Literal["panel", "shared"] = "panel"
+    """Genes whose PCA gives the term's neighbourhoods: each section's whole panel, or only the
+    genes every section measures."""
+    structure_k: int = 15
+    """Perplexity (effective neighbours) of each cell's soft neighbourhood in that term."""
+    structure_pcs: int = 30
+    """Principal components of each section's expression that the term's neighbourhoods are read in."""
     shift_sections: bool = True
     """After training (and after mapping, for the query sections), move each section's embeddings
     by one vector so that mutual nearest neighbours across sections coincide on average
@@ -476,6 +491,11 @@ class FuseMapConfig:
             (t.query_pretrain in ("reconstruction", "aligned"), "query_pretrain", t.query_pretrain,
              "'reconstruction' or 'aligned'"),
             (t.mmd_weight >= 0, "mmd_weight", t.mmd_weight, "a number >= 0"),
+            (t.structure_weight >= 0, "structure_weight", t.structure_weight, "a number >= 0"),
+            (t.structure_phase in ("both", "balanced"), "structure_phase", t.structure_phase, "'both' or 'balanced'"),
+            (t.structure_genes in ("panel", "shared"), "structure_genes", t.structure_genes, "'panel' or 'shared'"),
+            (t.structure_k >= 1, "structure_k", t.structure_k, "an integer >= 1"),
+            (t.structure_pcs >= 1, "structure_pcs", t.structure_pcs, "an integer >= 1"),
             (t.mmd_phase in ("both", "balanced"), "mmd_phase", t.mmd_phase, "'both' or 'balanced'"),
             (t.num_workers >= 0, "num_workers", t.num_workers, "an integer >= 0"),
             (re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(t.device)) is not None, "device", t.device,

@@ -6,6 +6,7 @@ embedding is stored as ``E`` (k x G); section ``v`` is decoded with the columns 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -350,6 +351,48 @@ class FuseMapModule(nn.Module):
             cell_recon=torch.stack(cell_recon).mean() if cell_recon else zero,
         )
         return Forward(torch.cat(zc), torch.cat(zt), torch.cat(secs), losses)
+
+
+def _sq_distances(a: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between rows (finite gradient at zero distance, unlike cdist's)."""
+    sq = (a * a).sum(1)
+    return (sq[:, None] + sq[None, :] - 2.0 * a @ a.T).clamp_min(0.0)
+
+
+def _soft_neighbours(d2: torch.Tensor, k: int, iters: int = 24) -> torch.Tensor:
+    """Row-wise log-probabilities over the other rows, proportional to exp(-beta_i d2), with each
+    beta_i set (by bisection on log beta, without gradient) so the row's perplexity is ``k``, as in
+    t-SNE: in many dimensions distances concentrate, and a width read off one neighbour's distance
+    would leave every row nearly uniform."""
+    n = d2.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=d2.device)
+    with torch.no_grad():
+        d = d2.detach().masked_fill(eye, float("inf"))
+        d = d - d.min(1, keepdim=True).values  # the nearest neighbour at 0: same softmax, no underflow
+        scale = d.masked_fill(eye, 0.0).sum(1, keepdim=True).clamp_min(1e-12) / max(n - 1, 1)
+        lo = torch.full((n, 1), -12.0, device=d2.device)
+        hi = torch.full((n, 1), 12.0, device=d2.device)
+        target = math.log(min(k, n - 1))
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            logp = F.log_softmax(-mid.exp() * d / scale, dim=1)
+            h = -(logp.exp() * logp.masked_fill(eye, 0.0)).sum(1, keepdim=True)
+            # entropy above the target: the kernel is too wide, so beta must grow
+            lo, hi = torch.where(h > target, mid, lo), torch.where(h > target, hi, mid)
+        beta = ((lo + hi) / 2).exp() / scale
+    return F.log_softmax((-beta * d2).masked_fill(eye, float("-inf")), dim=1)
+
+
+def neighbourhood_loss(x: torch.Tensor, z: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over cells of KL(P_i || Q_i): P_i, cell i's soft neighbours among the other cells by
+    expression ``x``; Q_i, the same by embedding ``z``. Scale-free in both spaces."""
+    with torch.no_grad():
+        log_p = _soft_neighbours(_sq_distances(x.float()), k)
+    log_q = _soft_neighbours(_sq_distances(z), k)
+    p = log_p.exp()
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    terms = (p * (log_p - log_q)).masked_fill(eye, 0.0)
+    return terms.sum(1).mean()
 
 
 # -- adversarial losses ---------------------------------------------------------------------------

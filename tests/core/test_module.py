@@ -159,3 +159,42 @@ def test_mmd_kernel_shortcut_equals_three_gaussians_with_their_gradient():
     new.backward()
     assert abs(ref.item() - new.item()) < 1e-10 * max(1.0, abs(ref.item()))
     assert torch.allclose(za.grad, zb.grad, rtol=1e-8, atol=1e-12)
+
+
+def test_neighbourhood_loss_is_zero_when_embedding_keeps_the_neighbours_and_scale_free():
+    from fusemap.module import neighbourhood_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 20, generator=g)
+    # the same space, rescaled: the same soft neighbours
+    assert neighbourhood_loss(x, 3.0 * x, 5).item() < 1e-4
+    # a rotation keeps every distance
+    q, _ = torch.linalg.qr(torch.randn(20, 20, generator=g))
+    assert neighbourhood_loss(x, x @ q, 5).item() < 1e-4
+    # shuffled rows: the neighbours are lost
+    z = x[torch.randperm(64, generator=g)].clone().requires_grad_(True)
+    loss = neighbourhood_loss(x, z, 5)
+    assert loss.item() > 1.0
+    loss.backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_neighbourhood_loss_falls_as_the_embedding_learns_the_neighbours():
+    from fusemap.module import neighbourhood_loss
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.randn(30, 10, generator=g) + 4 * c for c in torch.eye(10)[:3]])  # 3 clusters
+    z = torch.randn(90, 4, generator=g).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    first = neighbourhood_loss(x, z, 10).item()
+    for _ in range(200):
+        opt.zero_grad()
+        loss = neighbourhood_loss(x, z, 10)
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+    # each cell's nearest embedded neighbour is now in its own cluster
+    d = torch.cdist(z.detach(), z.detach()).fill_diagonal_(float("inf"))
+    same = (d.argmin(1) // 30 == torch.arange(90) // 30).float().mean()
+    assert same > 0.95
+
