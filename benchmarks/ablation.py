@@ -74,6 +74,13 @@ VARIANTS: dict[str, dict] = {
     "p1_plateau_03": {"plateau_pretrain": 0.03},
     # rows composition (fc87cd2) and reset_optimiser / reset_optimiser_p1_03 (febd5ad) ran options
     # that were rejected and removed: they run at those commits only (see the rows' note)
+    # neighbourhood preservation (TrainConfig.structure_weight): in the balanced phase only, or in
+    # both phases; rows structure_shared_0.1 (neighbourhoods from the genes all sections share)
+    # and kl_01 (kl_weight=0.1) ran once and lost (see their notes)
+    "structure_p2_0.1": {"structure_weight": 0.1, "structure_phase": "balanced"},
+    "structure_p2_0.3": {"structure_weight": 0.3, "structure_phase": "balanced"},
+    "structure_pca_0.1": {"structure_weight": 0.1, "structure_phase": "both"},
+    "no_structure": {"structure_weight": 0.0},
     "mmd_50": {"mmd_weight": 50.0},
     "no_shift": {"shift_sections": False},
     # seeds of a minibatch in spatially compact patches (bounded encodings per seed at any size)

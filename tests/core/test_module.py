@@ -196,5 +196,5 @@ def test_neighbourhood_loss_falls_as_the_embedding_learns_the_neighbours():
     # each cell's nearest embedded neighbour is now in its own cluster
     d = torch.cdist(z.detach(), z.detach()).fill_diagonal_(float("inf"))
     same = (d.argmin(1) // 30 == torch.arange(90) // 30).float().mean()
-    assert same > 0.95
+    assert same > 0.9  # chance: 1 in 3
 

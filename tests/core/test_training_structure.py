@@ -16,6 +16,16 @@ def test_section_pcs_are_orthonormal_axes_of_each_panel(sim_sections):
         assert torch.allclose(comps.T @ comps, torch.eye(5), atol=1e-4)
 
 
+def test_structure_term_acts_in_the_balanced_phase_only_by_default(sim_sections):
+    model = fusemap.FuseMap(sim_sections, n_latent=8, n_hidden=32, progress=False, max_epochs=3, seed=0)
+    assert model.config.train.structure_weight > 0
+    model.train()
+    h = model.history_frame()
+    first = h["phase"] == h["phase"].iloc[0]
+    assert h.loc[first, "structure"].isna().all() and h.loc[~first, "structure"].notna().all()
+    assert (~first).any()
+
+
 def test_structure_term_is_logged_and_falls(sim_sections):
     model = fusemap.FuseMap(sim_sections, n_latent=8, n_hidden=32, progress=False, max_epochs=6,
                             structure_weight=1.0, structure_k=5, balance=False, seed=0)
