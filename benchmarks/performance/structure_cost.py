@@ -5,7 +5,7 @@
 
 The term acts in the balanced phase only. To time that phase alone, each run trains without
 balance weights (one phase, in which the MMD and the term act from the first epoch) for a fixed
-number of epochs; the runs with the term (the default weight) and without it (0) alternate in one
+number of epochs; the runs with the term (``--weight``, 0.1) and without it (0, the default) alternate in one
 process, so a change of load hits both. Seconds per epoch are the median over a run's epochs after
 the first (which pays one-off costs). Writes ``results/structure_cost.csv`` (one row per run,
 with the load) and prints the ratio per case.
@@ -32,6 +32,7 @@ def main(argv=None) -> None:
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--weight", type=float, default=0.1, help="structure_weight of the runs with the term")
     p.add_argument("--work", default=str(ROOT / "benchmarks" / ".work"))
     p.add_argument("--out", default=str(HERE / "results" / "structure_cost.csv"))
     a = p.parse_args(argv)
@@ -39,12 +40,10 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(a.threads)
     import fusemap
-    from fusemap.config import TrainConfig
-
     from benchmarks import cases as case_builders
     from benchmarks.scoring import read_case
 
-    default_w = TrainConfig().structure_weight
+    default_w = a.weight
     rows = []
     for cname in a.cases.split(","):
         case_dir = Path(a.work) / "cases" / cname

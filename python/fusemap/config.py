@@ -243,16 +243,23 @@ class TrainConfig:
     thinned Xenium 0.707 / 0.694 vs 0.699 / 0.676) but trained twice as long (phase 1 ran to its
     300-epoch cap: 450 vs 295 epochs on the mosaic) and learned slowly in short runs. Without
     balance weights (one phase) the term acts from the first epoch."""
-    structure_weight: float = 0.1
-    """Weight of a neighbourhood-preservation term: within each section's seeds of a step, a cell's
-    soft nearest neighbours in the cell embedding should be its soft nearest neighbours in its own
-    section's expression PCA (fusemap.module.neighbourhood_loss). Reconstruction keeps what a
-    linear read-out needs, not which cells are alike: on thinned copies of one Xenium tissue, 15-NN
-    cell-type accuracy within a section was 0.80-0.83 in our embedding against 0.82-0.86 in the
-    section's PCA. On the four development cases x 3 seeds (rows ``structure_p2_0.1`` against
-    ``mixing_plateau`` of benchmarks/results/ablation/ABLATION.md) 15-NN transfer to the held-out
-    section rose by 0.017-0.038 in accuracy and 0.031-0.061 in macro-F1, and the scIB totals moved
-    by -0.009 to +0.009. 0 leaves the term out, as in the paper."""
+    structure_weight: float = 0.0
+    """Weight of a neighbourhood-preservation term (opt-in; 0 leaves it out, as in the paper):
+    within each section's seeds of a step, a cell's soft nearest neighbours in the cell embedding
+    should be its soft nearest neighbours in its own section's expression PCA
+    (fusemap.module.neighbourhood_loss). Reconstruction keeps what a linear read-out needs, not
+    which cells are alike: on thinned copies of one Xenium tissue, 15-NN cell-type accuracy within
+    a section was 0.80-0.83 in our embedding against 0.82-0.86 in the section's PCA.
+
+    At 0.1 (balanced phase), on the four development cases x 3 seeds (rows ``structure_p2_0.1``
+    against ``mixing_plateau`` of benchmarks/results/ablation/ABLATION.md), 15-NN transfer to the
+    held-out section rose by 0.015-0.037 in accuracy and 0.022-0.061 in macro-F1 and the scIB
+    totals moved by -0.009 to +0.008 (bio up, cell batch score -0.035 to +0.004). On the report
+    cases it lost: scIB cell totals 0.01-0.03 lower, batch scores 0.06-0.12 lower, transfer on the
+    single-cell reference case 0.38-0.40 instead of 0.41-0.47 (benchmarks/results/report_cases,
+    rows ``structure_p2_0.1``), so it is not the default. Use it where sections share one panel
+    and differ in depth (thinned Xenium: transfer 0.857 / 0.831 against 0.819 / 0.770). It costs
+    8-14 % per balanced-phase epoch (benchmarks/performance/results/structure_cost.csv)."""
     structure_phase: Literal["both", "balanced"] = "balanced"
     """Training phases with the neighbourhood term: 'balanced' (phase 2 only, once pretraining has
     aligned the sections) or 'both'. From the first epoch it kept each section's own structure

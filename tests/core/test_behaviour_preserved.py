@@ -22,10 +22,9 @@ pytestmark = pytest.mark.realdata
 
 HERE = Path(__file__).resolve().parents[1] / "data" / "pre_restructure"
 SETTINGS = dict(max_epochs=4, n_hidden=64, n_latent=16, batch_size=128, progress=False, seed=0, precision="float32",
-                shift_sections=False, structure_weight=0.0)
-"""The section shifts and the neighbourhood term came later, on purpose (tests/core/test_shift.py,
-tests/core/test_training_structure.py); the trained networks must still be those of before the
-restructure."""
+                shift_sections=False)
+"""The section shifts came later, on purpose (tests/core/test_shift.py); the trained networks must
+still be those of before the restructure."""
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,12 @@ def test_section_pcs_are_orthonormal_axes_of_each_panel(sim_sections):
         assert torch.allclose(comps.T @ comps, torch.eye(5), atol=1e-4)
 
 
-def test_structure_term_acts_in_the_balanced_phase_only_by_default(sim_sections):
-    model = fusemap.FuseMap(sim_sections, n_latent=8, n_hidden=32, progress=False, max_epochs=3, seed=0)
-    assert model.config.train.structure_weight > 0
+def test_structure_term_is_opt_in_and_acts_in_the_balanced_phase(sim_sections):
+    plain = fusemap.FuseMap(sim_sections, n_latent=8, n_hidden=32, progress=False, max_epochs=2, seed=0)
+    assert plain.config.train.structure_weight == 0.0
+    assert "structure" not in plain.train().history_frame()
+    model = fusemap.FuseMap(sim_sections, n_latent=8, n_hidden=32, progress=False, max_epochs=3, seed=0,
+                            structure_weight=0.1)
     model.train()
     h = model.history_frame()
     first = h["phase"] == h["phase"].iloc[0]
