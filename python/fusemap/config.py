@@ -255,9 +255,9 @@ class TrainConfig:
     against ``mixing_plateau`` of benchmarks/results/ablation/ABLATION.md), 15-NN transfer to the
     held-out section rose by 0.015-0.037 in accuracy and 0.022-0.061 in macro-F1 and the scIB
     totals moved by -0.009 to +0.008 (bio up, cell batch score -0.035 to +0.004). On the report
-    cases it lost: scIB cell totals 0.01-0.03 lower, batch scores 0.06-0.12 lower, transfer on the
-    single-cell reference case 0.38-0.40 instead of 0.41-0.47 (benchmarks/results/report_cases,
-    rows ``structure_p2_0.1``), so it is not the default. Use it where sections share one panel
+    cases it lost: scIB cell totals 0.000-0.023 lower, cell batch scores 0.014-0.108 lower, 15-NN
+    transfer on the single-cell reference case 0.389 instead of 0.440 (benchmarks/results/
+    report_cases, rows ``structure_p2_0.1``, seed 0 or seeds 0-1), so it is not the default. Use it where sections share one panel
     and differ in depth (thinned Xenium: transfer 0.857 / 0.831 against 0.819 / 0.770). It costs
     8-14 % per balanced-phase epoch (benchmarks/performance/results/structure_cost.csv)."""
     structure_phase: Literal["both", "balanced"] = "balanced"
