@@ -80,7 +80,6 @@ VARIANTS: dict[str, dict] = {
     "structure_p2_0.1": {"structure_weight": 0.1, "structure_phase": "balanced"},
     "structure_p2_0.3": {"structure_weight": 0.3, "structure_phase": "balanced"},
     "structure_pca_0.1": {"structure_weight": 0.1, "structure_phase": "both"},
-    "no_structure": {"structure_weight": 0.0},
     "mmd_50": {"mmd_weight": 50.0},
     "no_shift": {"shift_sections": False},
     # seeds of a minibatch in spatially compact patches (bounded encodings per seed at any size)

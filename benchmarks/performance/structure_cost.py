@@ -5,8 +5,8 @@
 
 The term acts in the balanced phase only. To time that phase alone, each run trains without
 balance weights (one phase, in which the MMD and the term act from the first epoch) for a fixed
-number of epochs; the runs with the term (``--weight``, 0.1) and without it (0, the default) alternate in one
-process, so a change of load hits both. Seconds per epoch are the median over a run's epochs after
+number of epochs; the runs with the term (``--weight``, 0.1) and without it (0, the default)
+alternate in one process, so a change of load hits both. Seconds per epoch are the median over a run's epochs after
 the first (which pays one-off costs). Writes ``results/structure_cost.csv`` (one row per run,
 with the load) and prints the ratio per case.
 """
@@ -43,7 +43,6 @@ def main(argv=None) -> None:
     from benchmarks import cases as case_builders
     from benchmarks.scoring import read_case
 
-    default_w = a.weight
     rows = []
     for cname in a.cases.split(","):
         case_dir = Path(a.work) / "cases" / cname
@@ -51,7 +50,7 @@ def main(argv=None) -> None:
             case_dir = case_builders.build_case(cname, Path(a.work) / "cases")
         case = read_case(case_dir)
         for pair in range(a.pairs):
-            for w in (default_w, 0.0):
+            for w in (a.weight, 0.0):
                 model = fusemap.FuseMap([s.copy() for s in case.sections], progress=False,
                                         balance=False, max_epochs=a.epochs, patience=a.epochs,
                                         plateau_mixing=0.0, structure_weight=w, seed=pair)
@@ -66,8 +65,8 @@ def main(argv=None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(out, index=False)
     s = t.pivot_table(index=["case", "pair"], columns="structure_weight", values="s_per_epoch")
-    ratio = (s[default_w] / s[0.0]).groupby("case").agg(["median", "min", "max"])
-    print(f"seconds per balanced-phase epoch, with the term / without (weight {default_w}):")
+    ratio = (s[a.weight] / s[0.0]).groupby("case").agg(["median", "min", "max"])
+    print(f"seconds per balanced-phase epoch, with the term / without (weight {a.weight}):")
     print(ratio.round(3).to_string())
 
 

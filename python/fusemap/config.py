@@ -257,9 +257,10 @@ class TrainConfig:
     totals moved by -0.009 to +0.008 (bio up, cell batch score -0.035 to +0.004). On the report
     cases it lost: scIB cell totals 0.000-0.023 lower, cell batch scores 0.014-0.108 lower, 15-NN
     transfer on the single-cell reference case 0.389 instead of 0.440 (benchmarks/results/
-    report_cases, rows ``structure_p2_0.1``, seed 0 or seeds 0-1), so it is not the default. Use it where sections share one panel
-    and differ in depth (thinned Xenium: transfer 0.857 / 0.831 against 0.819 / 0.770). It costs
-    8-14 % per balanced-phase epoch (benchmarks/performance/results/structure_cost.csv)."""
+    report_cases, rows ``structure_p2_0.1``, seed 0 or seeds 0-1), so it is not the default. Use
+    it where sections share one panel and differ in depth (thinned Xenium: transfer 0.857 / 0.831
+    against 0.819 / 0.770). It costs 8-14 % per balanced-phase epoch
+    (benchmarks/performance/results/structure_cost.csv)."""
     structure_phase: Literal["both", "balanced"] = "balanced"
     """Training phases with the neighbourhood term: 'balanced' (phase 2 only, once pretraining has
     aligned the sections) or 'both'. From the first epoch it kept each section's own structure
@@ -502,11 +503,11 @@ class FuseMapConfig:
             (t.query_pretrain in ("reconstruction", "aligned"), "query_pretrain", t.query_pretrain,
              "'reconstruction' or 'aligned'"),
             (t.mmd_weight >= 0, "mmd_weight", t.mmd_weight, "a number >= 0"),
+            (t.mmd_phase in ("both", "balanced"), "mmd_phase", t.mmd_phase, "'both' or 'balanced'"),
             (t.structure_weight >= 0, "structure_weight", t.structure_weight, "a number >= 0"),
             (t.structure_phase in ("both", "balanced"), "structure_phase", t.structure_phase, "'both' or 'balanced'"),
             (t.structure_k >= 1, "structure_k", t.structure_k, "an integer >= 1"),
             (t.structure_pcs >= 1, "structure_pcs", t.structure_pcs, "an integer >= 1"),
-            (t.mmd_phase in ("both", "balanced"), "mmd_phase", t.mmd_phase, "'both' or 'balanced'"),
             (t.num_workers >= 0, "num_workers", t.num_workers, "an integer >= 0"),
             (re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(t.device)) is not None, "device", t.device,
              "'auto', 'cpu', 'cuda' or 'cuda:N'"),

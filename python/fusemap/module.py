@@ -359,13 +359,13 @@ def _sq_distances(a: torch.Tensor) -> torch.Tensor:
     return (sq[:, None] + sq[None, :] - 2.0 * a @ a.T).clamp_min(0.0)
 
 
-def _soft_neighbours(d2: torch.Tensor, k: int, iters: int = 14) -> torch.Tensor:
+def _soft_neighbours(d2: torch.Tensor, k: int, eye: torch.Tensor, iters: int = 14) -> torch.Tensor:
     """Row-wise log-probabilities over the other rows, proportional to exp(-beta_i d2), with each
     beta_i set (by bisection on log beta, without gradient) so the row's perplexity is ``k``, as in
     t-SNE: in many dimensions distances concentrate, and a width read off one neighbour's distance
-    would leave every row nearly uniform. 14 halvings of [-12, 12] give log beta within 0.003."""
+    would leave every row nearly uniform. 14 halvings of [-12, 12] give log beta within 0.003.
+    ``eye``: the boolean diagonal (a row is not its own neighbour)."""
     n = d2.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=d2.device)
     with torch.no_grad():
         d = d2.detach().masked_fill(eye, float("inf"))
         d = d - d.min(1, keepdim=True).values  # the nearest neighbour at 0: same softmax, no underflow
@@ -390,11 +390,10 @@ def _soft_neighbours(d2: torch.Tensor, k: int, iters: int = 14) -> torch.Tensor:
 def neighbourhood_loss(x: torch.Tensor, z: torch.Tensor, k: int) -> torch.Tensor:
     """Mean over cells of KL(P_i || Q_i): P_i, cell i's soft neighbours among the other cells by
     expression ``x``; Q_i, the same by embedding ``z``. Scale-free in both spaces."""
-    with torch.no_grad():
-        log_p = _soft_neighbours(_sq_distances(x.float()), k)
-    log_q = _soft_neighbours(_sq_distances(z), k)
-    p = log_p.exp()
     eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    log_p = _soft_neighbours(_sq_distances(x.float()), k, eye).detach()
+    log_q = _soft_neighbours(_sq_distances(z), k, eye)
+    p = log_p.exp()
     terms = (p * (log_p - log_q)).masked_fill(eye, 0.0)
     return terms.sum(1).mean()
 
